@@ -1,0 +1,29 @@
+"""Flex Actions for Flask: custom admin buttons whose logic runs on the app's own server."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import fields
+from .actions import Action, ActionKind
+from .answers import Result
+from .errors import ActionError, AuthenticationError, FlexActionsError, PermissionDenied
+from .extension import FlexActions
+
+try:
+    __version__ = version("flask-flexactions")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "Action",
+    "ActionError",
+    "ActionKind",
+    "AuthenticationError",
+    "FlexActions",
+    "FlexActionsError",
+    "PermissionDenied",
+    "Result",
+    "__version__",
+    "fields",
+]

@@ -1,0 +1,175 @@
+"""Actions as frozen values, and the registry that names them per collection."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import Schema
+
+from .errors import NotFound
+from .models import Collection
+from .params import ParamSpec, build_params
+
+#: What ``params=`` accepts: the list-of-dicts format or a marshmallow Schema subclass.
+ParamsDeclaration = Iterable[Mapping[str, Any]] | type[Schema] | None
+
+
+class ActionKind(str, enum.Enum):
+    """How an action is called, from its declaration."""
+
+    COMMON = "common"
+    COLLECTION = "collection"
+    RECORD = "record"
+    BULK = "bulk"
+
+
+@dataclass(frozen=True)
+class Action:
+    """One registered action: its handler, where it is offered and the form it asks for."""
+
+    name: str
+    handler: Callable[..., Any]
+    collections: tuple[Collection, ...]
+    for_instance: bool
+    bulk: bool
+    params: ParamSpec
+    label: str | None = None
+    description: str | None = None
+    #: Whether ``model`` was given as a list, so ``get_action_list`` shows a list.
+    model_list: bool = False
+
+    @property
+    def kind(self) -> ActionKind:
+        """Common, collection, record or bulk."""
+        if not self.collections:
+            return ActionKind.COMMON
+        if self.bulk:
+            return ActionKind.BULK
+        return ActionKind.RECORD if self.for_instance else ActionKind.COLLECTION
+
+    def collection(self, name: str) -> Collection:
+        """The collection named ``name`` among those the action is offered on."""
+        for collection in self.collections:
+            if collection.name == name:
+                return collection
+        raise NotFound(f"The action {self.name!r} is not offered on the collection {name!r}.")
+
+    def wire(self) -> dict[str, Any]:
+        """The action's entry in the ``get_action_list`` answer."""
+        entry: dict[str, Any] = {"name": self.name}
+        if self.collections:
+            names = [collection.name for collection in self.collections]
+            entry["model_action"] = {
+                "model": names if self.model_list else names[0],
+                "for_instance": self.for_instance,
+                "bulk": self.bulk,
+            }
+        else:
+            entry["common_action"] = {}
+        entry["params"] = list(self.params.wire)
+        if self.label:
+            entry["label"] = entry["verbose_name"] = self.label
+        if self.description:
+            entry["description"] = self.description
+        return entry
+
+
+def make_action(
+    handler: Callable[..., Any],
+    model: type[Any] | Sequence[type[Any]] | None = None,
+    *,
+    name: str | None = None,
+    for_instance: bool = False,
+    bulk: bool = False,
+    params: ParamsDeclaration = None,
+    label: str | None = None,
+    description: str | None = None,
+) -> Action:
+    """Check a declaration and build its :class:`Action`, or raise naming the fix."""
+    if not callable(handler):
+        raise TypeError(f"An action handler must be callable, got {handler!r}.")
+    action_name = name if name is not None else getattr(handler, "__name__", None)
+    if not isinstance(action_name, str) or not action_name:
+        raise ValueError("An action needs a name: pass name='...' for handlers without __name__.")
+    for_instance = for_instance or bulk
+    model_list = isinstance(model, (list, tuple))
+    models: Sequence[type[Any]] = model if model_list else ([model] if model else [])  # type: ignore[assignment,list-item]
+    if model_list and not models:
+        raise ValueError(f"Action {action_name!r}: the list of models is empty.")
+    collections = tuple(Collection.of(m) for m in models)
+    seen: set[str] = set()
+    for collection in collections:
+        if collection.name in seen:
+            raise ValueError(
+                f"Action {action_name!r} lists the collection {collection.name!r} twice."
+            )
+        seen.add(collection.name)
+        if for_instance and collection.primary_key is None:
+            raise ValueError(
+                f"Action {action_name!r}: {collection.model.__name__} has a composite primary "
+                "key, and record and bulk actions need a single-column one (ids are single "
+                "values on the wire). Use for_instance=False and take the keys as params."
+            )
+    if for_instance and not collections:
+        raise ValueError(
+            f"Action {action_name!r}: for_instance/bulk need a model; pass the model class as "
+            "the first argument, e.g. @flex.action(User, bulk=True)."
+        )
+    return Action(
+        name=action_name,
+        handler=handler,
+        collections=collections,
+        for_instance=for_instance,
+        bulk=bulk,
+        params=build_params(params, action_name),
+        label=label,
+        description=description,
+        model_list=model_list,
+    )
+
+
+class ActionRegistry:
+    """The actions of one :class:`~flask_flexactions.FlexActions`, keyed by collection and name.
+
+    ``version`` grows with every registration, so per-app caches know when to rebuild.
+    """
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str | None, str], Action] = {}
+        self._actions: list[Action] = []
+        self.version = 0
+
+    def add(self, action: Action) -> None:
+        """Register ``action``; the same name twice on one collection is a ``ValueError``."""
+        keys: list[tuple[str | None, str]] = [(c.name, action.name) for c in action.collections]
+        keys = keys or [(None, action.name)]
+        for key in keys:
+            if key in self._by_key:
+                where = f"the collection {key[0]!r}" if key[0] else "the common actions"
+                raise ValueError(
+                    f"An action named {action.name!r} is already registered on {where}; "
+                    "give one of them another name with name='...'."
+                )
+        for key in keys:
+            self._by_key[key] = action
+        self._actions.append(action)
+        self.version += 1
+
+    def find(self, model: str | None, name: str) -> Action:
+        """The action ``name`` on the collection ``model`` (None: a common action)."""
+        action = self._by_key.get((model, name))
+        if action is not None:
+            return action
+        if model is not None and not any(key[0] == model for key in self._by_key):
+            raise NotFound(f"Unknown model {model!r}: no action is registered on it.")
+        where = f"on the model {model!r}" if model else "among the common actions"
+        raise NotFound(f"Unknown action {name!r} {where}.")
+
+    def __iter__(self) -> Iterator[Action]:
+        return iter(self._actions)
+
+    def __len__(self) -> int:
+        return len(self._actions)

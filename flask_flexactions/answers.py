@@ -1,0 +1,71 @@
+"""What an action returns, and the JSON answers of the Messages URL."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Response, current_app
+from werkzeug.wrappers import Response as BaseResponse
+
+from .errors import NON_FIELD_ERRORS, ErrorDict
+
+
+@dataclass(frozen=True)
+class Result:
+    """A successful answer with a message, HTML to render, or both.
+
+    ``html`` is shown as markup by the admin UI: escape anything that came from users
+    (``markupsafe.escape``) before putting it there.
+    """
+
+    message: str | None = None
+    html: str | None = None
+
+
+#: The generic text of a 500 answer; the details go to the server log only.
+INTERNAL_ERROR_MESSAGE = "The server failed to run the action; the error has been logged."
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    """A compact JSON answer."""
+    body = json.dumps(payload, separators=(",", ":"))
+    return current_app.response_class(body, status=status, mimetype="application/json")
+
+
+def error_response(errors: ErrorDict, status: int = 200) -> Response:
+    """The protocol's one error shape: ``{"result": false, "errors": {...}}``."""
+    return json_response({"result": False, "errors": errors}, status)
+
+
+def message_error(message: str, status: int) -> Response:
+    """An error answer carrying one ``non_field_errors`` message."""
+    return error_response({NON_FIELD_ERRORS: [message]}, status)
+
+
+def success_answer(value: Any) -> BaseResponse | dict[str, Any]:
+    """The answer for a handler's return value (see the contract), or a ``TypeError``.
+
+    Returns a response to send as it is (a file), or the JSON payload. ``{"result": false}``
+    means the run failed and must be rolled back.
+    """
+    if value is None or value is True:
+        return {"result": True}
+    if value is False:
+        return {"result": False}
+    if isinstance(value, str):
+        return {"result": True, "message": value}
+    if isinstance(value, Result):
+        payload: dict[str, Any] = {"result": True}
+        if value.message is not None:
+            payload["message"] = str(value.message)
+        if value.html is not None:
+            payload["html"] = str(value.html)
+        return payload
+    if isinstance(value, BaseResponse):
+        return value
+    raise TypeError(
+        f"An action returned {type(value).__name__}; return None, True, False, a str, "
+        "flask_flexactions.Result(message=..., html=...) or a flask.Response."
+    )

@@ -1,0 +1,90 @@
+"""Strict JSON parsing of request bodies: RFC 8259 only, bounded depth, valid Unicode."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from .errors import ProtocolError
+
+
+class JSONFloat(float):
+    """A JSON number with a fraction or exponent, remembering its source text.
+
+    It behaves as a ``float`` everywhere; ``DecimalField`` reads ``source`` so that
+    ``12.345678901234567890`` keeps every digit.
+    """
+
+    __slots__ = ("source",)
+    source: str
+
+    def __new__(cls, source: str) -> JSONFloat:
+        value = super().__new__(cls, source)
+        if not math.isfinite(value):
+            raise ValueError(f"number out of range: {source[:32]}")
+        value.source = source
+        return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_decoder = json.JSONDecoder(parse_float=JSONFloat, parse_constant=_reject_constant)
+
+
+def parse_json(text: str | bytes, max_depth: int) -> Any:
+    """Parse ``text`` as strict JSON, or raise :class:`ProtocolError` (400) saying why."""
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        value = _decoder.decode(text)
+    except UnicodeDecodeError as error:
+        raise ProtocolError("The request body is not valid UTF-8.") from error
+    except RecursionError as error:
+        raise ProtocolError(f"The JSON body is nested deeper than {max_depth} levels.") from error
+    except ValueError as error:
+        raise ProtocolError(f"The request body is not valid JSON: {error}") from error
+    check_structure(value, max_depth)
+    return value
+
+
+def parse_object(text: str | bytes, max_depth: int, where: str) -> dict[str, Any]:
+    """Parse ``text`` as a strict JSON object; anything else is a :class:`ProtocolError`."""
+    value = parse_json(text, max_depth)
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{where} must be a JSON object.")
+    return value
+
+
+def check_structure(value: Any, max_depth: int) -> None:
+    """Refuse nesting deeper than ``max_depth`` and strings that are not valid Unicode.
+
+    Lone surrogates (``"\\ud800"``) are legal JSON escapes but cannot be stored or encoded, so
+    they are refused here rather than failing later inside an action.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, (dict, list)):
+            if depth > max_depth:
+                raise ProtocolError(f"The JSON body is nested deeper than {max_depth} levels.")
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    _check_text(key)
+                    stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in item)
+
+
+def _check_text(text: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ProtocolError(
+                "The JSON body holds a string that is not valid Unicode."
+            ) from error

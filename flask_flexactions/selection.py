@@ -1,0 +1,117 @@
+"""Which records a request selects, and loading them in a constant number of queries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from .actions import Action
+from .errors import NON_FIELD_ERRORS, ActionError, ProtocolError
+from .models import Collection, InvalidId
+
+#: How many missing ids an error message lists before it only counts the rest.
+MISSING_IDS_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The parsed selection: distinct ids in the order sent, or all rows except ``ids``."""
+
+    ids: tuple[Any, ...]
+    inverse: bool = False
+
+
+def parse_selection(
+    request_params: dict[str, Any], values: dict[str, Any], action: Action, collection: Collection
+) -> Selection:
+    """Read ``id``, ``ids`` and ``inverseIds`` from the request, or raise ProtocolError (400).
+
+    ``ids`` and ``inverseIds`` may also sit in the user's ``values`` (an older variant of the
+    protocol); they are taken out of ``values`` there unless the action declares such a param.
+    """
+    raw_ids = request_params.get("ids")
+    inverse = request_params.get("inverseIds")
+    for key in ("ids", "inverseIds"):
+        if key not in request_params and key in values and key not in action.params.names:
+            if key == "ids":
+                raw_ids = values.pop(key)
+            else:
+                inverse = values.pop(key)
+    if inverse is None:
+        inverse = False
+    if not isinstance(inverse, bool):
+        raise ProtocolError("inverseIds must be true or false.")
+    wire_ids = _wire_ids(raw_ids)
+    if request_params.get("id") is not None:
+        wire_ids.insert(0, request_params["id"])
+    try:
+        ids = tuple(dict.fromkeys(collection.parse_id(value) for value in wire_ids))
+    except InvalidId as error:
+        raise ProtocolError(f"Invalid id for {collection.name!r}: {error}.") from None
+    if not action.bulk:
+        if inverse:
+            raise ProtocolError(f"{action.name!r} is a record action: inverseIds needs bulk.")
+        if len(ids) > 1:
+            raise ProtocolError(f"{action.name!r} is a record action: send one id, not {len(ids)}.")
+    if not ids and not inverse:
+        raise ActionError("No records selected: send id, ids, or inverseIds.")
+    return Selection(ids=ids, inverse=inverse)
+
+
+def _wire_ids(raw: Any) -> list[Any]:
+    if raw is None or raw == "":
+        return []
+    if isinstance(raw, str):
+        return raw.split(",")
+    if isinstance(raw, list):
+        return list(raw)
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return [raw]
+    raise ProtocolError("ids must be an array of ids or a comma-separated string.")
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def load_rows(
+    session: Session, collection: Collection, selection: Selection, chunk_size: int
+) -> list[Any]:
+    """Load the selected rows with one ``SELECT ... WHERE pk IN (...)`` per chunk of ids.
+
+    Rows come in the order of the ids sent, or in primary key order for ``inverseIds``. Any id
+    without a row raises :class:`ActionError` naming the missing ids.
+    """
+    model, pk = collection.model, collection.pk_attribute
+    key = pk.key
+    if selection.inverse:
+        statement = sa.select(model).order_by(pk)
+        if len(selection.ids) <= chunk_size:
+            if selection.ids:
+                statement = statement.where(pk.not_in(selection.ids))
+            return list(session.scalars(statement))
+        # Too many exclusions for one statement: filter while reading in key order.
+        excluded = set(selection.ids)
+        return [row for row in session.scalars(statement) if getattr(row, key) not in excluded]
+    found: dict[Any, Any] = {}
+    for chunk in _chunks(selection.ids, chunk_size):
+        for row in session.scalars(sa.select(model).where(pk.in_(chunk))):
+            found[getattr(row, key)] = row
+    missing = [value for value in selection.ids if value not in found]
+    if missing:
+        raise ActionError(errors={NON_FIELD_ERRORS: [missing_message(collection, missing)]})
+    return [found[value] for value in selection.ids]
+
+
+def missing_message(collection: Collection, missing: Sequence[Any]) -> str:
+    """``No orders with the ids 4, 7 exist.``, listing at most :data:`MISSING_IDS_SHOWN`."""
+    shown = ", ".join(str(value) for value in missing[:MISSING_IDS_SHOWN])
+    more = len(missing) - MISSING_IDS_SHOWN
+    suffix = f" and {more} more" if more > 0 else ""
+    noun = "id" if len(missing) == 1 else "ids"
+    return f"No {collection.name} records with the {noun} {shown}{suffix} exist."

@@ -1,0 +1,131 @@
+"""The blueprint that serves the Messages URL: envelope, authentication, dispatch, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, current_app, g, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.wrappers import Response as BaseResponse
+
+from .answers import message_error
+from .body import parse_object
+from .config import Settings
+from .cors import add_cors_headers
+from .errors import AuthenticationError, ProtocolError
+from .execution import execute_action
+
+if TYPE_CHECKING:
+    from .extension import AppState
+
+MessageHandler = Callable[["AppState", dict[str, Any]], BaseResponse]
+
+
+def get_action_list(state: AppState, params: dict[str, Any]) -> BaseResponse:
+    """Answer ``get_action_list``: every registered action, as a JSON array."""
+    return current_app.response_class(state.action_list_body(), mimetype="application/json")
+
+
+def _not_yet(name: str, why: str) -> MessageHandler:
+    def refuse(state: AppState, params: dict[str, Any]) -> BaseResponse:
+        raise ProtocolError(f"The message {name!r} is not supported: {why}")
+
+    return refuse
+
+
+#: The message names of the protocol and what answers each.
+MESSAGES: dict[str, MessageHandler] = {
+    "get_action_list": get_action_list,
+    "execute_action": execute_action,
+    "get_field_options": _not_yet("get_field_options", "no action declares dynamic options."),
+    "get_element_status": _not_yet("get_element_status", "it is reserved and unspecified."),
+}
+
+
+def create_blueprint() -> Blueprint:
+    """The blueprint with the Messages URL at ``/messages/`` (with or without the slash)."""
+    blueprint = Blueprint("flexactions", __name__)
+    blueprint.add_url_rule(
+        "/messages/",
+        "messages",
+        messages,
+        methods=["POST", "OPTIONS"],
+        strict_slashes=False,
+        provide_automatic_options=False,
+    )
+    blueprint.after_request(_cors_headers)
+    blueprint.register_error_handler(ProtocolError, _protocol_error)
+    blueprint.register_error_handler(HTTPException, _http_error)
+    return blueprint
+
+
+def messages() -> BaseResponse:
+    """The Messages URL: answer a CORS preflight, or authenticate and dispatch one message."""
+    state: AppState = _state()
+    if request.method == "OPTIONS":
+        return current_app.response_class(status=204)
+    g.flexactions_caller = state.authenticate(request)
+    envelope = _read_envelope(state.settings)
+    name = envelope.get("name")
+    if not isinstance(name, str):
+        raise ProtocolError('The body needs "name", the message name, e.g. "get_action_list".')
+    handler = MESSAGES.get(name)
+    if handler is None:
+        raise ProtocolError(f"Unknown message {name[:64]!r}; expected one of {sorted(MESSAGES)}.")
+    params = envelope.get("params")
+    if params is None:
+        params = {}
+    elif isinstance(params, str):
+        params = parse_object(params, state.settings.max_depth, '"params"')
+    elif not isinstance(params, dict):
+        raise ProtocolError('"params" must be an object.')
+    return handler(state, params)
+
+
+def _state() -> AppState:
+    state = current_app.extensions.get("flexactions")
+    if state is None:
+        raise RuntimeError(
+            "The Flex Actions blueprint is registered but the extension is not initialised on "
+            "this app: call flex.init_app(app, db=db) before serving requests."
+        )
+    return state  # type: ignore[no-any-return]
+
+
+def _read_envelope(settings: Settings) -> dict[str, Any]:
+    """The request body as a JSON object, refusing other media types and oversized bodies."""
+    if request.mimetype != "application/json":
+        raise ProtocolError(
+            "Send the message as JSON with Content-Type: application/json.", status=415
+        )
+    too_large = ProtocolError(
+        f"The request body is larger than {settings.max_body} bytes.", status=413
+    )
+    if request.content_length is not None and request.content_length > settings.max_body:
+        raise too_large
+    request.max_content_length = settings.max_body
+    try:
+        data = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise too_large from None
+    return parse_object(data, settings.max_depth, "The request body")
+
+
+def _cors_headers(response: BaseResponse) -> BaseResponse:
+    state = current_app.extensions.get("flexactions")
+    if state is not None:
+        origin = request.headers.get("Origin")
+        add_cors_headers(response.headers, state.settings, origin, request.method == "OPTIONS")
+    return response
+
+
+def _protocol_error(error: ProtocolError) -> BaseResponse:
+    response = message_error(error.message, error.status)
+    if isinstance(error, AuthenticationError):
+        response.headers["WWW-Authenticate"] = 'Token realm="flexactions"'
+    return response
+
+
+def _http_error(error: HTTPException) -> BaseResponse:
+    return message_error(error.description or error.name, error.code or 500)
