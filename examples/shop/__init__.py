@@ -1,0 +1,64 @@
+"""A small shop that offers Jet Admin Flex Actions on its users, orders and accounts."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from .actions import flex
+from .models import db
+from .seed import seed_if_empty
+
+__all__ = ["create_app", "load_or_create_token"]
+
+#: Where the generated shared secret is kept, in the instance folder.
+TOKEN_FILE = "flexactions-token.txt"
+
+
+def load_or_create_token(instance_path: Path) -> str:
+    """The shared secret kept in ``instance_path``, generated on first use."""
+    path = instance_path / TOKEN_FILE
+    if path.exists():
+        token = path.read_text().strip()
+        if token:
+            return token
+    instance_path.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return token
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the shop, create its tables and add the demo data on first start.
+
+    :param config: overrides, e.g. ``SQLALCHEMY_DATABASE_URI`` and ``FLEXACTIONS_TOKEN``.
+        The token otherwise comes from the ``FLEXACTIONS_TOKEN`` environment variable, or is
+        generated once and kept in the instance folder.
+    """
+    # Keep the database and the token beside the example, wherever it is started from.
+    app = Flask(__name__, instance_path=str(Path(__file__).parent / "instance"))
+    app.config.update(
+        # A relative SQLite path lives in the instance folder; Flask-SQLAlchemy creates it.
+        SQLALCHEMY_DATABASE_URI="sqlite:///shop.db",
+        # Jet Admin calls the Messages URL from the user's browser, on this origin.
+        FLEXACTIONS_CORS_ORIGINS=["https://app.jetadmin.io"],
+    )
+    app.config.update(config or {})
+    if not app.config.get("FLEXACTIONS_TOKEN"):
+        app.config["FLEXACTIONS_TOKEN"] = os.environ.get(
+            "FLEXACTIONS_TOKEN"
+        ) or load_or_create_token(Path(app.instance_path))
+
+    db.init_app(app)
+    flex.init_app(app, db=db)
+    app.register_blueprint(flex.blueprint, url_prefix="/flex")
+
+    with app.app_context():
+        db.create_all()
+        seed_if_empty(db.session)
+    return app
