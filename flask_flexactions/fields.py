@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 _INT64 = 2**63
+_INT64_DIGITS = len(str(_INT64))
 # Integers beyond 2**53 cannot be sent exactly as a JSON float.
 _EXACT_FLOAT_INT = 2**53
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -125,7 +126,7 @@ class Translatable(WireField):
     def _deserialize(
         self, value: Any, attr: str | None, data: Any, **kwargs: Any
     ) -> str | dict[str, str]:
-        texts = value.values() if isinstance(value, dict) else [value]
+        texts = [*value.keys(), *value.values()] if isinstance(value, dict) else [value]
         if not all(isinstance(text, str) for text in texts):
             raise self.make_error("invalid")
         if any("\x00" in text for text in texts):
@@ -260,8 +261,10 @@ def _utc_offset(text: str | None) -> dt.tzinfo | None:
         return dt.timezone.utc
     sign = -1 if text[0] == "-" else 1
     digits = text[1:].replace(":", "")
-    minutes = int(digits[:2]) * 60 + int(digits[2:] or 0)
-    return dt.timezone(sign * dt.timedelta(minutes=minutes))
+    hours, minutes = int(digits[:2]), int(digits[2:] or 0)
+    if minutes > 59:
+        raise ValueError(f"invalid UTC offset {text}")
+    return dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
 
 
 class DateTime(WireField):
@@ -374,6 +377,9 @@ class Integer(WireField):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         if isinstance(value, str) and _INTEGER.fullmatch(value):
+            # int() of a very long string is slow or refused; such a number is out of range.
+            if len(value.lstrip("+-0")) > _INT64_DIGITS:
+                raise self.make_error("range")
             number = int(value)
         elif isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT_FLOAT_INT:
             number = int(value)
@@ -479,6 +485,7 @@ _MARSHMALLOW_WIRE_TYPES: dict[type[Any], str] = {
     fields.DateTime: "DateTimeField",
     fields.Date: "DateField",
     fields.Time: "TimeField",
+    fields.UUID: "CharField",
     fields.Dict: "JSONField",
     fields.List: "JSONField",
     fields.Nested: "JSONField",

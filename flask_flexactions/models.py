@@ -14,7 +14,6 @@ from sqlalchemy.orm import Mapper
 #: Class attribute that sets a model's wire name, e.g. ``__flexactions_name__ = "shop;account"``.
 WIRE_NAME_ATTRIBUTE = "__flexactions_name__"
 
-_INT64 = 2**63
 _DIGITS = re.compile(r"[0-9]+\Z")
 
 
@@ -55,32 +54,54 @@ def id_parser(column: sa.ColumnElement[Any]) -> Callable[[Any], Any]:
     except NotImplementedError:
         python_type = str
     if python_type is int:
-        return parse_int_id
+        return IntegerId(_integer_bits(column.type))
     if issubclass(python_type, uuid.UUID):
         return parse_uuid_id
     return parse_str_id
 
 
-def parse_int_id(value: Any) -> int:
-    """An integer id: a JSON integer, or a string of ASCII digits; within signed 64-bit."""
-    if isinstance(value, bool):
-        raise InvalidId(f"{value!r} is not an integer id")
-    if isinstance(value, str):
-        if not _DIGITS.match(value):
-            raise InvalidId(f"{value[:40]!r} is not an integer id")
-        number = int(value)
-    elif isinstance(value, int):
-        number = value
-    else:
-        raise InvalidId(f"{value!r:.40} is not an integer id")
-    if not -_INT64 <= number < _INT64:
-        raise InvalidId(f"{number} is out of range for an integer id")
-    return number
+def _integer_bits(column_type: sa.types.TypeEngine[Any]) -> int:
+    """Width of an integer key: SQLAlchemy's ``Integer`` is 32-bit on every server database."""
+    if isinstance(column_type, sa.SmallInteger):
+        return 16
+    if isinstance(column_type, sa.Integer) and not isinstance(column_type, sa.BigInteger):
+        return 32
+    return 64
+
+
+@dataclass(frozen=True)
+class IntegerId:
+    """Parses integer ids: a JSON integer or a string of ASCII digits, within the key's width.
+
+    An id beyond the column's range is refused here, because a database such as PostgreSQL
+    answers an out-of-range comparison with an error rather than with no row.
+    """
+
+    bits: int
+
+    def __call__(self, value: Any) -> int:
+        if isinstance(value, bool):
+            raise InvalidId(f"{value!r} is not an integer id")
+        if isinstance(value, str):
+            if not _DIGITS.match(value):
+                raise InvalidId(f"{value[:40]!r} is not an integer id")
+            if len(value.lstrip("0")) > 20:
+                raise InvalidId(f"{value[:40]}... is out of range for an integer id")
+            number = int(value)
+        elif isinstance(value, int):
+            number = value
+        else:
+            raise InvalidId(f"{value!r:.40} is not an integer id")
+        limit = 2 ** (self.bits - 1)
+        if not -limit <= number < limit:
+            shown = str(number) if abs(number) < 10**40 else f"{str(number)[:40]}..."
+            raise InvalidId(f"{shown} is out of range for a {self.bits}-bit integer id")
+        return number
 
 
 def parse_str_id(value: Any) -> str:
     """A text id: a JSON string, or a number taken as its decimal text."""
-    if isinstance(value, str) and value:
+    if isinstance(value, str) and value and "\x00" not in value:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, current_app, g, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from .answers import message_error
@@ -46,14 +46,15 @@ MESSAGES: dict[str, MessageHandler] = {
 def create_blueprint() -> Blueprint:
     """The blueprint with the Messages URL at ``/messages/`` (with or without the slash)."""
     blueprint = Blueprint("flexactions", __name__)
-    blueprint.add_url_rule(
-        "/messages/",
-        "messages",
-        messages,
-        methods=["POST", "OPTIONS"],
-        strict_slashes=False,
-        provide_automatic_options=False,
-    )
+    # Two rules rather than strict_slashes=False, so that both paths also answer 405 to GET.
+    for path in ("/messages/", "/messages"):
+        blueprint.add_url_rule(
+            path,
+            "messages",
+            messages,
+            methods=["POST", "OPTIONS"],
+            provide_automatic_options=False,
+        )
     blueprint.after_request(_cors_headers)
     blueprint.register_error_handler(ProtocolError, _protocol_error)
     blueprint.register_error_handler(HTTPException, _http_error)
@@ -104,11 +105,10 @@ def _read_envelope(settings: Settings) -> dict[str, Any]:
     )
     if request.content_length is not None and request.content_length > settings.max_body:
         raise too_large
-    request.max_content_length = settings.max_body
-    try:
-        data = request.get_data(cache=False)
-    except RequestEntityTooLarge:
-        raise too_large from None
+    # One byte past the cap tells an oversized body without a Content-Length (chunked).
+    data = request.stream.read(settings.max_body + 1)
+    if len(data) > settings.max_body:
+        raise too_large
     return parse_object(data, settings.max_depth, "The request body")
 
 
