@@ -1,4 +1,4 @@
-"""Fixtures: an app with the extension on SQLite (or FLEXACTIONS_TEST_DATABASE_URL), and a caller."""
+"""Fixtures: an app with the extension on SQLite or FLEXACTIONS_TEST_DATABASE_URL, and a caller."""
 
 from __future__ import annotations
 
@@ -65,7 +65,9 @@ class Messages:
 
     def post(self, body: Any, headers: dict[str, str] | None = None, **kwargs: Any) -> TestResponse:
         """POST ``body`` as JSON with the test token, unless ``headers`` replaces them."""
-        return self.client.post(URL, json=body, headers=AUTH if headers is None else headers, **kwargs)
+        return self.client.post(
+            URL, json=body, headers=AUTH if headers is None else headers, **kwargs
+        )
 
     def action_list(self) -> list[dict[str, Any]]:
         response = self.post({"name": "get_action_list"})

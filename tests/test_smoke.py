@@ -16,9 +16,13 @@ def test_each_kind_runs(app, flex: FlexActions, messages: Messages) -> None:
         db.session.add_all([Account(id=1, balance=100), Account(id=2, balance=0)])
         db.session.commit()
 
-    @flex.action(Order, for_instance=True, params=[
-        {"name": "amount", "field": "DecimalField", "required": True},
-    ])
+    @flex.action(
+        Order,
+        for_instance=True,
+        params=[
+            {"name": "amount", "field": "DecimalField", "required": True},
+        ],
+    )
     def refund(order, params):
         if params["amount"] > order.total:
             raise ActionError(errors={"amount": ["More than the total"]})
@@ -31,13 +35,24 @@ def test_each_kind_runs(app, flex: FlexActions, messages: Messages) -> None:
             user.is_blocked = True
         return Result(message=f"Blocked {len(users)}", html="<b>ok</b>")
 
-    @flex.action(Account, params=[
-        {"name": "src", "field": "ForeignKey", "required": True,
-         "params": {"related_model": {"model": "shop;account"}}},
-        {"name": "dst", "field": "ForeignKey", "required": True,
-         "params": {"related_model": {"model": Account}}},
-        {"name": "amount", "field": "DecimalField", "required": True},
-    ])
+    @flex.action(
+        Account,
+        params=[
+            {
+                "name": "src",
+                "field": "ForeignKey",
+                "required": True,
+                "params": {"related_model": {"model": "shop;account"}},
+            },
+            {
+                "name": "dst",
+                "field": "ForeignKey",
+                "required": True,
+                "params": {"related_model": {"model": Account}},
+            },
+            {"name": "amount", "field": "DecimalField", "required": True},
+        ],
+    )
     def transfer(model, params):
         assert model is Account
         params["src"].balance -= params["amount"]
@@ -58,7 +73,10 @@ def test_each_kind_runs(app, flex: FlexActions, messages: Messages) -> None:
     r = messages.execute("transfer", "shop;account", params={"src": 1, "dst": "2", "amount": 30})
     assert r.get_json() == {"result": True}, r.get_json()
     r = messages.execute("transfer", "shop;account", params={"src": 9, "dst": "2", "amount": 30})
-    assert r.get_json() == {"result": False, "errors": {"src": ["No shop;account with id 9 exists."]}}
+    assert r.get_json() == {
+        "result": False,
+        "errors": {"src": ["No shop;account with id 9 exists."]},
+    }
     r = messages.execute("ping")
     assert r.get_json() == {"result": True, "message": "pong"}
     with app.app_context():

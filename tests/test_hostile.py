@@ -1,0 +1,761 @@
+"""Hostile bodies: each gets the right 4xx with the protocol's error body, and nothing runs."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from flask_flexactions import FlexActions
+from tests.conftest import AUTH, URL, Messages
+from tests.models import Device, Order, Tag, User, db
+
+DEVICE = uuid.UUID("00000000-0000-4000-8000-000000000001")
+
+
+@dataclass
+class Armed:
+    """Actions that record their calls and write to the database, and the state before."""
+
+    app: Flask
+    calls: list[str] = field(default_factory=list)
+    before: Any = None
+
+    def snapshot(self) -> Any:
+        with self.app.app_context():
+            users = [(u.id, u.name, u.is_blocked) for u in db.session.scalars(sa.select(User))]
+            tags = [(t.code, t.label) for t in db.session.scalars(sa.select(Tag))]
+            devices = [(d.id, d.name) for d in db.session.scalars(sa.select(Device))]
+        return sorted(users), sorted(tags), sorted(devices)
+
+    def assert_nothing_ran(self) -> None:
+        assert self.calls == []
+        assert self.snapshot() == self.before
+
+
+@pytest.fixture
+def armed(app: Flask, flex: FlexActions) -> Armed:
+    with app.app_context():
+        db.session.add_all([User(id=pk, name=f"user{pk}") for pk in (1, 2, 3)])
+        db.session.add_all([Tag(code="alpha", label="A"), Device(id=DEVICE, name="d")])
+        db.session.commit()
+    armed = Armed(app)
+
+    @flex.action(User, for_instance=True, params=[{"name": "note", "field": "TextField"}])
+    def touch(user: User, params: dict[str, Any]) -> None:
+        armed.calls.append("touch")
+        user.name = "touched"
+
+    @flex.action(User, bulk=True)
+    def block(users: list[User], params: dict[str, Any]) -> None:
+        armed.calls.append("block")
+        for user in users:
+            user.is_blocked = True
+
+    @flex.action(Tag, bulk=True)
+    def relabel(tags: list[Tag], params: dict[str, Any]) -> None:
+        armed.calls.append("relabel")
+        for tag in tags:
+            tag.label = "changed"
+
+    @flex.action(Device, bulk=True)
+    def rename(devices: list[Device], params: dict[str, Any]) -> None:
+        armed.calls.append("rename")
+        for device in devices:
+            device.name = "changed"
+
+    @flex.action(Order, bulk=True)
+    def refund(orders: list[Order], params: dict[str, Any]) -> None:
+        armed.calls.append("refund")
+        db.session.add(User(id=998, name="refund"))
+
+    @flex.action()
+    def ping(params: dict[str, Any]) -> None:
+        armed.calls.append("ping")
+        db.session.add(User(id=999, name="ping"))
+
+    armed.before = armed.snapshot()
+    return armed
+
+
+def post_raw(
+    client: FlaskClient,
+    data: bytes,
+    content_type: str | None = "application/json",
+    headers: dict[str, str] = AUTH,
+    **kwargs: Any,
+) -> TestResponse:
+    return client.post(URL, data=data, content_type=content_type, headers=headers, **kwargs)
+
+
+def assert_protocol_error(response: TestResponse, status: int) -> None:
+    """The status, and the one error shape with a single non-empty message."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == {"result", "errors"}
+    assert body["result"] is False
+    assert list(body["errors"]) == ["non_field_errors"]
+    [message] = body["errors"]["non_field_errors"]
+    assert isinstance(message, str) and message
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+def execute(**params: Any) -> dict[str, Any]:
+    return {"name": "execute_action", "params": params}
+
+
+TOUCH = '{"name":"execute_action","params":{"name":"touch","model":"users","id":1,"params":%s}}'
+
+
+def touch_with(user_params: str) -> bytes:
+    """An execute body for ``touch`` whose user params are the raw text ``user_params``."""
+    return (TOUCH % user_params).encode()
+
+
+def nested(levels: int) -> bytes:
+    """A ping body whose JSON nesting is exactly ``levels`` deep."""
+    inner = levels - 3  # the envelope, its params and the user params are three levels
+    lists = "[" * inner + "]" * inner
+    return (
+        '{"name":"execute_action","params":{"name":"ping","params":{"x":' + lists + "}}}"
+    ).encode()
+
+
+BAD_BODIES: list[tuple[str, bytes, int]] = [
+    # Not JSON
+    ("invalid-json", b'{"name": "get_action_list"', 400),
+    ("trailing-garbage", b'{"name":"get_action_list"} x', 400),
+    ("single-quotes", b"{'name': 'get_action_list'}", 400),
+    ("trailing-comma", b'{"name":"get_action_list",}', 400),
+    ("comment", b'{"name":"get_action_list" /* hi */}', 400),
+    ("empty-body", b"", 400),
+    ("whitespace-body", b"  \n ", 400),
+    # Non-standard number literals and overflowing numbers
+    ("nan", touch_with('{"note":NaN}'), 400),
+    ("infinity", touch_with('{"note":Infinity}'), 400),
+    ("minus-infinity", touch_with('{"note":-Infinity}'), 400),
+    ("nan-top-level", b"NaN", 400),
+    (
+        "nan-as-id",
+        b'{"name":"execute_action","params":{"name":"touch","model":"users","id":NaN}}',
+        400,
+    ),
+    ("1e400", touch_with('{"note":1e400}'), 400),
+    ("-1e400", touch_with('{"note":-1e400}'), 400),
+    (
+        "1e400-as-id",
+        b'{"name":"execute_action","params":{"name":"block","model":"users","ids":[1e400]}}',
+        400,
+    ),
+    ("5000-digit-int", touch_with('{"note":1' + "0" * 5000 + "}"), 400),
+    # Invalid Unicode
+    ("lone-surrogate", touch_with('{"note":"\\ud800"}'), 400),
+    ("lone-low-surrogate", touch_with('{"note":"a\\udfffb"}'), 400),
+    ("lone-surrogate-in-key", touch_with('{"\\ud800":"x"}'), 400),
+    ("lone-surrogate-in-name", b'{"name":"get_action_list\\ud800"}', 400),
+    ("invalid-utf8", (TOUCH % '{"note":"\xff"}').encode("latin-1"), 400),
+    ("overlong-utf8", b'{"name":"get_action_list","params":{"x":"\xc0\xaf"}}', 400),
+    ("truncated-utf8", b'{"name":"get_action_list","params":{"x":"\xe2\x82"}}', 400),
+    ("utf16-body", '{"name":"get_action_list"}'.encode("utf-16"), 400),
+    # Nesting
+    ("nesting-65", nested(65), 400),
+    ("nesting-100000-arrays", touch_with('{"note":' + "[" * 100_000 + "]" * 100_000 + "}"), 400),
+    ("nesting-100000-objects", ('{"a":' * 100_000 + "1" + "}" * 100_000).encode(), 400),
+    ("nesting-100000-unclosed", b"[" * 100_000, 400),
+    # The body is not an object
+    ("array", b"[]", 400),
+    ("array-of-message", b'[{"name":"get_action_list"}]', 400),
+    ("string", b'"get_action_list"', 400),
+    ("number", b"1", 400),
+    ("null", b"null", 400),
+    ("true", b"true", 400),
+    # The message name
+    ("missing-name", b"{}", 400),
+    ("missing-name-with-params", b'{"params":{}}', 400),
+    ("name-number", b'{"name":1}', 400),
+    ("name-null", b'{"name":null}', 400),
+    ("name-array", b'{"name":["get_action_list"]}', 400),
+    ("name-object", b'{"name":{"name":"get_action_list"}}', 400),
+    ("name-true", b'{"name":true}', 400),
+    ("unknown-name", b'{"name":"get_actions"}', 400),
+    ("empty-name", b'{"name":""}', 400),
+    ("upper-case-name", b'{"name":"GET_ACTION_LIST"}', 400),
+    ("name-with-space", b'{"name":"execute_action "}', 400),
+    ("get-field-options", dumps({"name": "get_field_options", "params": {}}), 400),
+    ("get-element-status", dumps({"name": "get_element_status"}), 400),
+    # The outer params
+    ("params-list", dumps({"name": "get_action_list", "params": []}), 400),
+    ("params-number", dumps({"name": "get_action_list", "params": 5}), 400),
+    ("params-true", dumps({"name": "get_action_list", "params": True}), 400),
+    ("params-false", dumps({"name": "get_action_list", "params": False}), 400),
+    ("params-invalid-json-string", dumps({"name": "get_action_list", "params": "{"}), 400),
+    ("params-json-string-of-list", dumps({"name": "get_action_list", "params": "[]"}), 400),
+    ("params-json-string-of-number", dumps({"name": "get_action_list", "params": "5"}), 400),
+    ("params-json-string-of-string", dumps({"name": "get_action_list", "params": '"{}"'}), 400),
+    ("params-json-string-empty", dumps({"name": "execute_action", "params": ""}), 400),
+    ("params-json-string-nan", dumps({"name": "execute_action", "params": '{"name":NaN}'}), 400),
+    (
+        "params-json-string-too-deep",
+        dumps({"name": "execute_action", "params": "[" * 100 + "]" * 100}),
+        400,
+    ),
+    # execute_action params
+    ("action-name-missing", dumps(execute(model="users", id=1)), 400),
+    ("action-name-null", dumps(execute(name=None, model="users", id=1)), 400),
+    ("action-name-number", dumps(execute(name=5, model="users", id=1)), 400),
+    ("action-name-empty", dumps(execute(name="", model="users", id=1)), 400),
+    ("action-name-list", dumps(execute(name=["touch"], model="users", id=1)), 400),
+    ("model-number", dumps(execute(name="touch", model=5, id=1)), 400),
+    ("model-list", dumps(execute(name="touch", model=["users"], id=1)), 400),
+    ("model-object", dumps(execute(name="touch", model={"name": "users"}, id=1)), 400),
+    ("model-true", dumps(execute(name="touch", model=True, id=1)), 400),
+    ("user-params-list", dumps(execute(name="touch", model="users", id=1, params=[1])), 400),
+    ("user-params-number", dumps(execute(name="touch", model="users", id=1, params=5)), 400),
+    ("user-params-string", dumps(execute(name="touch", model="users", id=1, params="x")), 400),
+    ("user-params-json-list", dumps(execute(name="touch", model="users", id=1, params="[1]")), 400),
+    # Unknown actions and models
+    ("unknown-action", dumps(execute(name="nope", model="users", id=1)), 404),
+    ("unknown-common-action", dumps(execute(name="nope")), 404),
+    ("unknown-model", dumps(execute(name="touch", model="nopes", id=1)), 404),
+    ("model-wrong-case", dumps(execute(name="touch", model="Users", id=1)), 404),
+    ("model-for-common-action", dumps(execute(name="ping", model="users")), 404),
+    ("model-missing-for-model-action", dumps(execute(name="touch", id=1)), 404),
+    ("model-empty-for-model-action", dumps(execute(name="touch", model="", id=1)), 404),
+    ("action-on-another-model", dumps(execute(name="touch", model="tags", id="alpha")), 404),
+    ("unregistered-model", dumps(execute(name="touch", model="shop;account", id=1)), 404),
+    ("table-name-of-renamed-model", dumps(execute(name="touch", model="accounts", id=1)), 404),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "status"), [(d, s) for _, d, s in BAD_BODIES], ids=[i for i, _, _ in BAD_BODIES]
+)
+def test_bad_body_is_refused_and_nothing_runs(
+    armed: Armed, client: FlaskClient, data: bytes, status: int
+) -> None:
+    response = post_raw(client, data)
+    assert_protocol_error(response, status)
+    armed.assert_nothing_ran()
+
+
+def test_bad_body_bytes_are_what_the_test_means() -> None:
+    """Guard the raw fixtures above: the invalid UTF-8 body really holds a bare 0xFF byte."""
+    [body] = [d for i, d, _ in BAD_BODIES if i == "invalid-utf8"]
+    assert b"\xff" in body
+    with pytest.raises(UnicodeDecodeError):
+        body.decode("utf-8")
+    assert nested(65).count(b"[") == 62 and json.loads(nested(64))
+
+
+def test_nesting_of_exactly_the_limit_is_accepted(armed: Armed, client: FlaskClient) -> None:
+    response = post_raw(client, nested(64))
+    assert response.status_code == 200
+    assert response.get_json() == {"result": True}
+    assert armed.calls == ["ping"]
+
+
+@pytest.mark.parametrize("config", [{"FLEXACTIONS_MAX_DEPTH": 5}])
+def test_nesting_limit_follows_the_config(armed: Armed, client: FlaskClient) -> None:
+    assert_protocol_error(post_raw(client, nested(6)), 400)
+    armed.assert_nothing_ran()
+    assert post_raw(client, nested(5)).get_json() == {"result": True}
+    assert armed.calls == ["ping"]
+
+
+BAD_IDS: list[tuple[str, str, dict[str, Any]]] = [
+    ("double-comma", "block", {"ids": "1,,2"}),
+    ("trailing-comma", "block", {"ids": "1,2,"}),
+    ("leading-comma", "block", {"ids": ",1"}),
+    ("lone-comma", "block", {"ids": ","}),
+    ("sql-injection", "block", {"ids": "1; DROP TABLE users"}),
+    ("sql-injection-in-array", "block", {"ids": ["1 OR 1=1"]}),
+    ("space-in-comma-string", "block", {"ids": "1, 2"}),
+    ("object", "block", {"ids": {"a": 1}}),
+    ("bool-in-array", "block", {"ids": [True]}),
+    ("false-in-array", "block", {"ids": [False]}),
+    ("ids-true", "block", {"ids": True}),
+    ("ids-float", "block", {"ids": 1.5}),
+    ("float-in-array", "block", {"ids": [1.5]}),
+    ("integral-float-in-array", "block", {"ids": [1.0]}),
+    ("trailing-space", "block", {"ids": ["1 "]}),
+    ("leading-space", "block", {"ids": [" 1"]}),
+    ("plus-sign", "block", {"ids": ["+1"]}),
+    ("minus-sign-string", "block", {"ids": ["-1"]}),
+    ("decimal-string", "block", {"ids": ["1.0"]}),
+    ("hex-string", "block", {"ids": ["0x10"]}),
+    ("exponent-string", "block", {"ids": ["1e3"]}),
+    ("fullwidth-digit", "block", {"ids": ["１"]}),
+    ("arabic-indic-digit", "block", {"ids": ["\u0661"]}),
+    ("superscript-digit", "block", {"ids": ["\u00b9"]}),
+    ("above-int64", "block", {"ids": [2**63]}),
+    ("below-int64", "block", {"ids": [-(2**63) - 1]}),
+    ("above-int64-string", "block", {"ids": [str(2**63)]}),
+    ("huge-string", "block", {"ids": ["9" * 5000]}),
+    ("empty-string-in-array", "block", {"ids": [""]}),
+    ("null-in-array", "block", {"ids": [None]}),
+    ("nested-array", "block", {"ids": [[1]]}),
+    ("object-in-array", "block", {"ids": [{"id": 1}]}),
+    ("one-bad-among-good", "block", {"ids": [1, 2, "x"]}),
+    ("bad-nested-ids", "block", {"params": {"ids": "1,,2"}}),
+    ("bad-nested-object", "block", {"params": {"ids": {"a": 1}}}),
+    ("inverse-string", "block", {"inverseIds": "true"}),
+    ("inverse-int", "block", {"inverseIds": 1}),
+    ("inverse-zero", "block", {"inverseIds": 0}),
+    ("inverse-list", "block", {"inverseIds": []}),
+    ("nested-inverse-string", "block", {"params": {"inverseIds": "true"}}),
+    ("inverse-with-bad-ids", "block", {"inverseIds": True, "ids": ["x"]}),
+    ("id-true", "touch", {"id": True}),
+    ("id-float", "touch", {"id": 1.5}),
+    ("id-list", "touch", {"id": [1]}),
+    ("id-object", "touch", {"id": {"a": 1}}),
+    ("id-empty-string", "touch", {"id": ""}),
+    ("id-word", "touch", {"id": "abc"}),
+    ("id-above-int64", "touch", {"id": 2**63}),
+    ("id-with-newline", "touch", {"id": "1\n"}),
+    ("text-empty", "relabel", {"ids": [""]}),
+    ("text-bool", "relabel", {"ids": [True]}),
+    ("text-float", "relabel", {"ids": [1.5]}),
+    ("text-null", "relabel", {"ids": [None]}),
+    ("text-object", "relabel", {"ids": [{"a": 1}]}),
+    ("text-list", "relabel", {"ids": [["alpha"]]}),
+    ("text-double-comma", "relabel", {"ids": "alpha,,beta"}),
+    ("uuid-word", "rename", {"ids": ["not-a-uuid"]}),
+    ("uuid-int", "rename", {"ids": [5]}),
+    ("uuid-empty", "rename", {"ids": [""]}),
+    ("uuid-bool", "rename", {"ids": [True]}),
+    ("uuid-short", "rename", {"ids": [str(DEVICE)[:-1]]}),
+]
+
+MODEL_OF = {"block": "users", "touch": "users", "relabel": "tags", "rename": "devices"}
+
+
+@pytest.mark.parametrize(
+    ("action", "selection"),
+    [(a, s) for _, a, s in BAD_IDS],
+    ids=[i for i, _, _ in BAD_IDS],
+)
+def test_malformed_ids_are_400_and_nothing_runs(
+    armed: Armed, messages: Messages, action: str, selection: dict[str, Any]
+) -> None:
+    response = messages.execute(action, MODEL_OF[action], **selection)
+    assert_protocol_error(response, 400)
+    armed.assert_nothing_ran()
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [[2**63 - 1], [-(2**63)], [str(2**63 - 1)], [0], [-1]],
+    ids=["max-int64", "min-int64", "max-int64-string", "zero", "negative-json-int"],
+)
+def test_ids_at_the_edges_of_int64_are_well_formed_but_missing(
+    armed: Armed, messages: Messages, ids: list[Any]
+) -> None:
+    """``orders`` has a BIGINT key: every signed 64-bit id is well-formed."""
+    response = messages.execute("refund", "orders", ids=ids)
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "result": False,
+        "errors": {"non_field_errors": [f"No orders records with the id {int(ids[0])} exist."]},
+    }
+    armed.assert_nothing_ran()
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [[2**31], [-(2**31) - 1], [2**63 - 1], [str(2**63 - 1)], ["1", 2**40]],
+    ids=["above-int32", "below-int32", "max-int64", "max-int64-string", "mixed"],
+)
+def test_ids_beyond_a_32_bit_key_are_never_a_server_error(
+    armed: Armed, messages: Messages, ids: list[Any]
+) -> None:
+    """``users`` has an INTEGER key: ids past its range must not reach the database as a crash.
+
+    The protocol calls ids outside the column type's range malformed (400); answering that they
+    match no row (200, result false) is accepted too. A 500 is not.
+    """
+    response = messages.execute("block", "users", ids=ids)
+    body = response.get_json()
+    if response.status_code == 200:
+        assert body["result"] is False and list(body["errors"]) == ["non_field_errors"], body
+    else:
+        assert_protocol_error(response, 400)
+    armed.assert_nothing_ran()
+
+
+@pytest.mark.parametrize(
+    ("declaration", "value"),
+    [
+        ({"field": "IntegerField"}, "9" * 5000),
+        ({"field": "IntegerField"}, "-" + "9" * 5000),
+        ({"field": "ForeignKey", "params": {"related_model": {"model": "users"}}}, "9" * 5000),
+        ({"field": "ForeignKey", "params": {"related_model": {"model": "users"}}}, 2**40),
+        ({"field": "ForeignKey", "params": {"related_model": {"model": "users"}}}, 2**63 - 1),
+        ({"field": "DecimalField"}, "9" * 5000),
+    ],
+    ids=[
+        "integer-5000-digits",
+        "integer-minus-5000-digits",
+        "fk-5000-digits",
+        "fk-beyond-int32",
+        "fk-max-int64",
+        "decimal-5000-digits",
+    ],
+)
+def test_oversized_numbers_in_params_are_field_errors(
+    armed: Armed, flex: FlexActions, messages: Messages, declaration: dict[str, Any], value: Any
+) -> None:
+    @flex.action(params=[{"name": "p", **declaration}])
+    def form(params: dict[str, Any]) -> None:
+        armed.calls.append("form")
+
+    response = messages.execute("form", params={"p": value})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["result"] is False and list(body["errors"]) == ["p"], body
+    armed.assert_nothing_ran()
+
+
+# Media type
+
+
+@pytest.mark.parametrize(
+    ("content_type", "data"),
+    [
+        ("text/plain", dumps({"name": "get_action_list"})),
+        ("application/x-www-form-urlencoded", b"name=get_action_list"),
+        (
+            "multipart/form-data; boundary=x",
+            b'--x\r\nContent-Disposition: form-data; name="name"\r\n\r\n'
+            b"get_action_list\r\n--x--\r\n",
+        ),
+        ("text/json", dumps({"name": "get_action_list"})),
+        ("application/jsonp", dumps({"name": "get_action_list"})),
+        ("application/json-patch+json", dumps({"name": "get_action_list"})),
+        (None, dumps({"name": "get_action_list"})),
+    ],
+    ids=["text-plain", "form", "multipart", "text-json", "jsonp", "json-patch", "none"],
+)
+def test_wrong_content_type_is_415(
+    armed: Armed, client: FlaskClient, content_type: str | None, data: bytes
+) -> None:
+    response = post_raw(client, data, content_type)
+    assert_protocol_error(response, 415)
+    armed.assert_nothing_ran()
+
+
+def test_form_post_with_flask_helpers_is_415(armed: Armed, client: FlaskClient) -> None:
+    response = client.post(URL, data={"name": "execute_action"}, headers=AUTH)
+    assert_protocol_error(response, 415)
+    armed.assert_nothing_ran()
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json; charset=utf-8", "application/json;charset=UTF-8", "Application/JSON"],
+)
+def test_json_content_type_variants_are_accepted(
+    armed: Armed, client: FlaskClient, content_type: str
+) -> None:
+    response = post_raw(client, dumps(execute(name="ping")), content_type)
+    assert response.status_code == 200
+    assert response.get_json() == {"result": True}
+    assert armed.calls == ["ping"]
+
+
+# Body size
+
+
+SMALL_CAP = {"FLEXACTIONS_MAX_BODY": 1000}
+
+
+def padded(size: int, trailer: bytes = b" ") -> bytes:
+    """A valid touch body padded with whitespace to exactly ``size`` bytes."""
+    body = touch_with('{"note":"x"}')
+    return body + trailer * (size - len(body))
+
+
+def post_chunked(client: FlaskClient, data: bytes, headers: dict[str, str] = AUTH) -> TestResponse:
+    """POST without Content-Length, as a server that decodes chunked encoding passes it on."""
+    return client.post(
+        URL,
+        input_stream=io.BytesIO(data),
+        content_type="application/json",
+        headers={**headers, "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+@pytest.mark.parametrize("config", [SMALL_CAP])
+def test_body_at_the_cap_is_accepted(armed: Armed, client: FlaskClient) -> None:
+    response = post_raw(client, padded(1000))
+    assert response.status_code == 200
+    assert response.get_json() == {"result": True}
+    assert armed.calls == ["touch"]
+
+
+@pytest.mark.parametrize("config", [SMALL_CAP])
+def test_chunked_body_at_the_cap_is_accepted(armed: Armed, client: FlaskClient) -> None:
+    response = post_chunked(client, padded(1000))
+    assert response.status_code == 200
+    assert response.get_json() == {"result": True}
+    assert armed.calls == ["touch"]
+
+
+@pytest.mark.parametrize("config", [SMALL_CAP])
+@pytest.mark.parametrize(
+    "data",
+    [padded(1001), padded(5000), b"{" * 5000, b"\xff" * 5000],
+    ids=["one-byte-over", "valid-json-over", "invalid-json-over", "invalid-utf8-over"],
+)
+def test_body_over_the_cap_is_413(armed: Armed, client: FlaskClient, data: bytes) -> None:
+    response = post_raw(client, data)
+    assert_protocol_error(response, 413)
+    armed.assert_nothing_ran()
+
+
+@pytest.mark.parametrize("config", [SMALL_CAP])
+@pytest.mark.parametrize(
+    "data",
+    [padded(1001), padded(5000), b"{" * 5000, touch_with('{"note":"x"}') + b"x" * 5000],
+    ids=["one-byte-over", "valid-json-over", "invalid-json-over", "valid-prefix-then-garbage"],
+)
+def test_chunked_body_over_the_cap_is_413(armed: Armed, client: FlaskClient, data: bytes) -> None:
+    response = post_chunked(client, data)
+    assert_protocol_error(response, 413)
+    armed.assert_nothing_ran()
+
+
+def test_body_over_the_default_cap_is_413(armed: Armed, client: FlaskClient) -> None:
+    response = post_raw(client, padded(1024 * 1024 + 1))
+    assert_protocol_error(response, 413)
+    armed.assert_nothing_ran()
+
+
+# Order of the checks: auth, media type, size, JSON
+
+
+@pytest.mark.parametrize("config", [SMALL_CAP])
+@pytest.mark.parametrize(
+    ("headers", "content_type", "data", "status"),
+    [
+        ({}, "text/plain", b"x" * 5000, 401),
+        ({}, "application/json", b"x" * 5000, 401),
+        ({}, "application/json", b"{", 401),
+        (AUTH, "text/plain", b"x" * 5000, 415),
+        (AUTH, "text/plain", b"{", 415),
+        (AUTH, "application/json", b"{" * 5000, 413),
+    ],
+    ids=[
+        "auth-before-media-type",
+        "auth-before-size",
+        "auth-before-json",
+        "media-type-before-size",
+        "media-type-before-json",
+        "size-before-json",
+    ],
+)
+def test_order_of_checks(
+    armed: Armed,
+    client: FlaskClient,
+    headers: dict[str, str],
+    content_type: str,
+    data: bytes,
+    status: int,
+) -> None:
+    response = post_raw(client, data, content_type, headers)
+    assert_protocol_error(response, status)
+    armed.assert_nothing_ran()
+
+
+# Volume
+
+
+def test_fifty_thousand_ids_in_one_bulk_request(
+    app: Flask, flex: FlexActions, messages: Messages
+) -> None:
+    count = 50_000
+    with app.app_context():
+        db.session.execute(sa.insert(User), [{"id": i, "name": "u"} for i in range(1, count + 1)])
+        db.session.commit()
+    seen: list[int] = []
+
+    @flex.action(User, bulk=True)
+    def tally(users: list[User], params: dict[str, Any]) -> str:
+        seen.extend(user.id for user in users)
+        return f"{len(users)} users"
+
+    ids = list(range(count, 0, -1))
+    response = messages.execute("tally", "users", ids=ids)
+    assert response.status_code == 200
+    assert response.get_json() == {"result": True, "message": f"{count} users"}
+    assert seen == ids
+
+
+# Random mutations
+
+
+HOSTILE_VALUES: list[Any] = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1.5,
+    2**63,
+    -(2**63) - 1,
+    "",
+    " ",
+    "1,,2",
+    "\u0000",
+    "１",
+    "x" * 300,
+    [],
+    [[]],
+    [None],
+    [True],
+    {},
+    {"a": {"b": []}},
+    "{",
+    "[]",
+    '{"name":"touch"}',
+    "get_action_list",
+    "execute_action",
+    "touch",
+    "block",
+    "users",
+    "tags",
+]
+
+RAW_INSERTS = [b"\x00", b"\xff", b'"', b"{", b"[", b"]", b",", b"NaN", b"\\ud800", b"1e400", b"\\"]
+
+
+def _containers(value: Any, out: list[Any]) -> list[Any]:
+    if isinstance(value, (dict, list)):
+        out.append(value)
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            _containers(child, out)
+    return out
+
+
+def mutate(rng: random.Random, body: Any) -> bytes:
+    """One random structural or byte-level change to a valid body."""
+    kind = rng.randrange(6)
+    if kind < 4:
+        container = rng.choice(_containers(body, []))
+        if isinstance(container, dict) and container:
+            key = rng.choice(list(container))
+            if kind == 0:
+                del container[key]
+            elif kind == 1:
+                container[key] = rng.choice(HOSTILE_VALUES)
+            elif kind == 2:
+                container[key] = [container[key]] if rng.random() < 0.5 else {"v": container[key]}
+            else:
+                container[rng.choice(["inverseIds", "ids", "id", "model", "name", "params"])] = (
+                    rng.choice(HOSTILE_VALUES)
+                )
+        elif isinstance(container, list):
+            container.append(rng.choice(HOSTILE_VALUES))
+        return json.dumps(body).encode()
+    data = bytearray(json.dumps(body).encode())
+    position = rng.randrange(len(data))
+    if kind == 4:
+        data[position : position + rng.randrange(1, 4)] = rng.choice(RAW_INSERTS)
+    else:
+        del data[position:]
+    return bytes(data)
+
+
+def valid_bodies() -> list[Any]:
+    return [
+        execute(name="touch", model="users", id=1, params={"note": "n"}),
+        execute(name="block", model="users", ids=[1, 2], params={}),
+        execute(name="block", model="users", ids="1,2", inverseIds=False),
+        execute(name="relabel", model="tags", ids=["alpha"]),
+        execute(name="rename", model="devices", ids=[str(DEVICE)]),
+        execute(name="ping", params={}),
+        {"name": "get_action_list", "params": {}},
+    ]
+
+
+def test_random_mutations_never_crash_or_write(
+    app: Flask, flex: FlexActions, client: FlaskClient
+) -> None:
+    with app.app_context():
+        db.session.add_all([User(id=pk, name=f"user{pk}") for pk in (1, 2, 3)])
+        db.session.add_all([Tag(code="alpha", label="A"), Device(id=DEVICE, name="d")])
+        db.session.commit()
+    armed = Armed(app)
+    armed.before = armed.snapshot()
+
+    # Every handler writes, then returns False: whatever runs must be rolled back.
+    @flex.action(User, for_instance=True, params=[{"name": "note", "field": "TextField"}])
+    def touch(user: User, params: dict[str, Any]) -> bool:
+        armed.calls.append("touch")
+        user.name = "touched"
+        return False
+
+    @flex.action(User, bulk=True)
+    def block(users: list[User], params: dict[str, Any]) -> bool:
+        armed.calls.append("block")
+        for user in users:
+            user.is_blocked = True
+        return False
+
+    @flex.action(Tag, bulk=True)
+    def relabel(tags: list[Tag], params: dict[str, Any]) -> bool:
+        armed.calls.append("relabel")
+        tags[0].label = "changed"
+        return False
+
+    @flex.action(Device, bulk=True)
+    def rename(devices: list[Device], params: dict[str, Any]) -> bool:
+        armed.calls.append("rename")
+        devices[0].name = "changed"
+        return False
+
+    @flex.action()
+    def ping(params: dict[str, Any]) -> bool:
+        armed.calls.append("ping")
+        db.session.add(User(id=999, name="ping"))
+        return False
+
+    rng = random.Random(0)
+    statuses: dict[int, int] = {}
+    for _ in range(300):
+        body = rng.choice(valid_bodies())
+        data = mutate(rng, body)
+        if rng.random() < 0.3:
+            data = mutate(rng, json.loads(data)) if _is_json(data) else data
+        calls_before = len(armed.calls)
+        response = post_raw(client, data)
+        status = response.status_code
+        statuses[status] = statuses.get(status, 0) + 1
+        assert status < 500, (data[:300], response.get_data(as_text=True))
+        if status >= 400:
+            assert_protocol_error(response, status)
+            assert len(armed.calls) == calls_before, data[:300]
+    assert armed.snapshot() == armed.before
+    # The mutations exercise both refusals and runs.
+    assert statuses.get(400, 0) > 50 and statuses.get(200, 0) > 10, statuses
+
+
+def _is_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return True
