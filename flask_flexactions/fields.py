@@ -336,19 +336,19 @@ class Time(WireField):
             raise self.make_error("invalid") from error
 
 
-def _has_nul(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
+def _plain_json(value: Any) -> Any:
+    """A copy of a parsed JSON value with plain floats; ``ValueError`` on a NUL character."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("NUL character")
+        return value
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, dict):
+        return {_plain_json(key): _plain_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain_json(item) for item in value]
+    return value
 
 
 class JSON(WireField):
@@ -358,9 +358,10 @@ class JSON(WireField):
     default_error_messages = {"nul": "Must not contain NUL characters."}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        if _has_nul(value):
-            raise self.make_error("nul")
-        return value
+        try:
+            return _plain_json(value)
+        except ValueError as error:
+            raise self.make_error("nul") from error
 
 
 class Integer(WireField):

@@ -678,6 +678,19 @@ def test_good_value_reaches_the_handler_converted(
         assert_same(action.calls[0]["value"], expected)
 
 
+def test_json_field_numbers_reach_the_handler_as_plain_floats(
+    flex: FlexActions, messages: Messages
+) -> None:
+    action = probe(flex, {"value": DECLARATIONS["JSONField"]})
+
+    send(messages, action.name, {"value": {"a": [1.5, {"b": 2.25}], "c": 3}})
+
+    value = action.calls[0]["value"]
+    assert value == {"a": [1.5, {"b": 2.25}], "c": 3}
+    assert type(value["a"][0]) is float
+    assert type(value["a"][1]["b"]) is float
+
+
 @pytest.mark.parametrize(("field", "wire", "message"), BAD)
 def test_bad_value_is_a_field_error_and_nothing_runs(
     flex: FlexActions, messages: Messages, field: str, wire: Any, message: Any
