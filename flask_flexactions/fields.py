@@ -204,7 +204,7 @@ class ForeignKey(WireField):
     wire_type = "ForeignKey"
     default_error_messages = {
         "invalid": "Not a valid id: {reason}.",
-        "does_not_exist": "No {model} with id {id} exists.",
+        "does_not_exist": "No record of {model} has the id {id}.",
     }
 
     def __init__(self, related_model: type[Any] | str, **kwargs: Any) -> None:

@@ -109,9 +109,10 @@ def load_rows(
 
 
 def missing_message(collection: Collection, missing: Sequence[Any]) -> str:
-    """``No orders with the ids 4, 7 exist.``, listing at most :data:`MISSING_IDS_SHOWN`."""
+    """``No records of orders have the ids 4, 7.``, listing at most :data:`MISSING_IDS_SHOWN`."""
     shown = ", ".join(str(value) for value in missing[:MISSING_IDS_SHOWN])
     more = len(missing) - MISSING_IDS_SHOWN
     suffix = f" and {more} more" if more > 0 else ""
-    noun = "id" if len(missing) == 1 else "ids"
-    return f"No {collection.name} records with the {noun} {shown}{suffix} exist."
+    if len(missing) == 1:
+        return f"No record of {collection.name} has the id {shown}."
+    return f"No records of {collection.name} have the ids {shown}{suffix}."

@@ -151,7 +151,7 @@ NUL = "Must not contain NUL characters."
 INT_RANGE = "Must be between -2**63 and 2**63 - 1."
 DECIMAL_RANGE = "Too long or too large for a decimal number."
 BAD_ID = Matches(r"Not a valid id: .+\.")
-BAD_OR_MISSING_TAG = Matches(r"Not a valid id: .+\.|No tags with id .+ exists\.")
+BAD_OR_MISSING_TAG = Matches(r"Not a valid id: .+\.|No record of tags has the id .+\.")
 
 
 def good(field: str, wire: Any, expected: Any) -> Any:
@@ -343,8 +343,8 @@ BAD = [
     bad("SelectField[1,0]", True),
     bad("SelectField[1,0]", False),
     bad("SelectField[1,0]", "True"),
-    bad("ForeignKey", 999, "No users with id 999 exists."),
-    bad("ForeignKey", "999", "No users with id 999 exists."),
+    bad("ForeignKey", 999, "No record of users has the id 999."),
+    bad("ForeignKey", "999", "No record of users has the id 999."),
     bad(
         "ForeignKey",
         2**40,
@@ -360,16 +360,18 @@ BAD = [
     bad("ForeignKey", "+1", BAD_ID),
     bad("ForeignKey", "１", BAD_ID),
     bad("ForeignKey", 2**63, BAD_ID),
-    bad("ForeignKey(shop;account)", 99, "No shop;account with id 99 exists."),
+    bad("ForeignKey(shop;account)", 99, "No record of shop;account has the id 99."),
     bad("ForeignKey(shop;account)", "x", BAD_ID),
-    bad("ForeignKey(tags)", "blue", "No tags with id blue exists."),
+    bad("ForeignKey(tags)", "blue", "No record of tags has the id blue."),
     bad("ForeignKey(tags)", True, BAD_ID),
     bad("ForeignKey(tags)", {"code": "red"}, BAD_ID),
     bad("ForeignKey(tags)", ["red"], BAD_ID),
     bad("ForeignKey(tags)", "re\x00d", BAD_OR_MISSING_TAG),
     bad("ForeignKey(Device)", "not-a-uuid", BAD_ID),
     bad("ForeignKey(Device)", 5, BAD_ID),
-    bad("ForeignKey(Device)", str(OTHER_DEVICE), f"No devices with id {OTHER_DEVICE} exists."),
+    bad(
+        "ForeignKey(Device)", str(OTHER_DEVICE), f"No record of devices has the id {OTHER_DEVICE}."
+    ),
     bad("DateTimeField", "2024-02-30T10:00:00"),
     bad("DateTimeField", "2023-02-29T10:00"),
     bad("DateTimeField", "2024-13-01T10:00"),
@@ -865,7 +867,7 @@ def test_all_sixteen_bad_values_at_once_are_reported_together(
 
     expected = {field: [INVALID.get(field)] for field in FIELD_TYPES}
     expected["JSONField"] = [NUL]
-    expected["ForeignKey"] = ["No users with id 404 exists."]
+    expected["ForeignKey"] = ["No record of users has the id 404."]
     assert field_errors(response) == expected
     assert action.calls == []
 
@@ -894,7 +896,7 @@ def test_bad_params_on_a_record_action_change_nothing(
 
     assert field_errors(response) == {
         "amount": [DECIMAL_RANGE],
-        "buyer": ["No users with id 3 exists."],
+        "buyer": ["No record of users has the id 3."],
     }
     assert calls == []
     with app.app_context():
@@ -1012,7 +1014,7 @@ def test_schema_action_bad_values(messages: Messages, transfer: Probe) -> None:
 
     assert field_errors(response) == {
         "amount": ["Not a valid decimal number."],
-        "account": ["No shop;account with id 99 exists."],
+        "account": ["No record of shop;account has the id 99."],
         "owner": [BAD_ID],
         "notify": ["Not a valid boolean."],
         "howMany": ["Not a valid integer."],

@@ -367,7 +367,7 @@ def test_ids_at_the_edges_of_int64_are_well_formed_but_missing(
     assert response.status_code == 200
     assert response.get_json() == {
         "result": False,
-        "errors": {"non_field_errors": [f"No orders records with the id {int(ids[0])} exist."]},
+        "errors": {"non_field_errors": [f"No record of orders has the id {int(ids[0])}."]},
     }
     armed.assert_nothing_ran()
 

@@ -310,7 +310,7 @@ def test_text_primary_key_record_action_and_missing(
         "message": "A",
     }
     response = messages.execute("show", "tags", id="nope")
-    assert response.get_json() == not_found("No tags records with the id nope exist.")
+    assert response.get_json() == not_found("No record of tags has the id nope.")
     assert calls == ["alpha"]
 
 
@@ -359,7 +359,7 @@ def test_uuid_primary_key_missing(app: Flask, flex: FlexActions, messages: Messa
 
     unknown = uuid.UUID("00000000-0000-4000-8000-0000000000ff")
     response = messages.execute("reboot", "devices", ids=[str(DEVICE_A), str(unknown)])
-    assert response.get_json() == not_found(f"No devices records with the id {unknown} exist.")
+    assert response.get_json() == not_found(f"No record of devices has the id {unknown}.")
     assert calls == []
 
 
@@ -369,22 +369,22 @@ def test_uuid_primary_key_missing(app: Flask, flex: FlexActions, messages: Messa
 @pytest.mark.parametrize(
     ("action", "selection", "message"),
     [
-        ("bulk", {"ids": [1, 99, 2, 98]}, "No users records with the ids 99, 98 exist."),
-        ("bulk", {"ids": "99,1"}, "No users records with the id 99 exist."),
-        ("bulk", {"ids": [98, 99, 98]}, "No users records with the ids 98, 99 exist."),
-        ("record", {"id": 99}, "No users records with the id 99 exist."),
-        ("record", {"ids": ["99"]}, "No users records with the id 99 exist."),
+        ("bulk", {"ids": [1, 99, 2, 98]}, "No records of users have the ids 99, 98."),
+        ("bulk", {"ids": "99,1"}, "No record of users has the id 99."),
+        ("bulk", {"ids": [98, 99, 98]}, "No records of users have the ids 98, 99."),
+        ("record", {"id": 99}, "No record of users has the id 99."),
+        ("record", {"ids": ["99"]}, "No record of users has the id 99."),
         (
             "bulk",
             {"ids": list(range(100, 120))},
-            "No users records with the ids " + ", ".join(map(str, range(100, 120))) + " exist.",
+            "No records of users have the ids " + ", ".join(map(str, range(100, 120))) + ".",
         ),
         (
             "bulk",
             {"ids": [1, *range(100, 125)]},
-            "No users records with the ids "
+            "No records of users have the ids "
             + ", ".join(map(str, range(100, 120)))
-            + " and 5 more exist.",
+            + " and 5 more.",
         ),
     ],
     ids=["some", "comma-string", "dup", "record", "record-ids", "twenty", "more-than-twenty"],
@@ -440,7 +440,7 @@ def test_missing_ids_and_bad_params_are_reported_together(
     assert response.get_json() == {
         "result": False,
         "errors": {
-            "non_field_errors": ["No users records with the id 99 exist."],
+            "non_field_errors": ["No record of users has the id 99."],
             "n": ["Missing data for required field."],
             "when": ["Not a valid date: use YYYY-MM-DD."],
         },

@@ -75,7 +75,7 @@ def test_each_kind_runs(app, flex: FlexActions, messages: Messages) -> None:
     r = messages.execute("transfer", "shop;account", params={"src": 9, "dst": "2", "amount": 30})
     assert r.get_json() == {
         "result": False,
-        "errors": {"src": ["No shop;account with id 9 exists."]},
+        "errors": {"src": ["No record of shop;account has the id 9."]},
     }
     r = messages.execute("ping")
     assert r.get_json() == {"result": True, "message": "pong"}
