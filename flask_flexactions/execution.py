@@ -41,19 +41,20 @@ def execute_action(state: AppState, request_params: dict[str, Any]) -> BaseRespo
         arguments = _resolve(state, action, model, request_params, values)
         answer = success_answer(action.handler(*arguments))
         if isinstance(answer, dict) and answer["result"] is False:
-            _rollback()
+            _rollback(session)
             return json_response(answer)
         session.commit()
-    except (ActionError, ValidationError) as error:
-        _rollback()
-        if isinstance(error, ActionError):
-            return error_response(error.errors)
+    except ActionError as error:
+        _rollback(session)
+        return error_response(error.errors)
+    except ValidationError as error:
+        _rollback(session)
         return error_response(validation_messages(error.messages))
     except (ProtocolError, HTTPException):
-        _rollback()
+        _rollback(session)
         raise
     except Exception as error:
-        _rollback()
+        _rollback(session)
         current_app.logger.exception("Flex action %r on %r failed", action.name, model)
         got_request_exception.send(current_app._get_current_object(), exception=error)  # type: ignore[attr-defined]
         return message_error(INTERNAL_ERROR_MESSAGE, 500)
@@ -104,9 +105,9 @@ def _resolve(
     return (rows if kind is ActionKind.BULK else rows[0], loaded)
 
 
-def _rollback() -> None:
+def _rollback(session: Any) -> None:
     """Roll the session back; a failure here (a dead connection) is logged, not raised."""
     try:
-        current_app.extensions["flexactions"].db.session.rollback()
+        session.rollback()
     except Exception:
         current_app.logger.exception("Rolling back after a Flex action failed")
