@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,9 +72,9 @@ class Action:
             entry["common_action"] = {}
         entry["params"] = list(self.params.wire)
         if self.label:
-            entry["label"] = entry["verbose_name"] = self.label
+            entry["label"] = entry["verbose_name"] = str(self.label)
         if self.description:
-            entry["description"] = self.description
+            entry["description"] = str(self.description)
         return entry
 
 
@@ -107,18 +108,18 @@ def make_action(
                 f"Action {action_name!r} lists the collection {collection.name!r} twice."
             )
         seen.add(collection.name)
-        if for_instance and collection.primary_key is None:
+        if for_instance and collection.id_problem:
             raise ValueError(
-                f"Action {action_name!r}: {collection.model.__name__} has a composite primary "
-                "key, and record and bulk actions need a single-column one (ids are single "
-                "values on the wire). Use for_instance=False and take the keys as params."
+                f"Action {action_name!r}: ids cannot address {collection.model.__name__} rows: "
+                f"{collection.id_problem}; record and bulk actions need a single-column "
+                "integer, text or UUID key. Use for_instance=False and take the keys as params."
             )
     if for_instance and not collections:
         raise ValueError(
             f"Action {action_name!r}: for_instance/bulk need a model; pass the model class as "
             "the first argument, e.g. @flex.action(User, bulk=True)."
         )
-    return Action(
+    action = Action(
         name=action_name,
         handler=handler,
         collections=collections,
@@ -129,6 +130,14 @@ def make_action(
         description=description,
         model_list=model_list,
     )
+    try:
+        json.dumps(action.wire())
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"Action {action_name!r} cannot be listed as JSON ({error}): give label, "
+            "description and field params as strings, numbers, lists or dicts."
+        ) from None
+    return action
 
 
 class ActionRegistry:

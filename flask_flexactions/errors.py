@@ -72,19 +72,22 @@ def normalize_errors(errors: Mapping[str, Any], prefix: str = "") -> ErrorDict:
     """Flatten marshmallow-style error messages into the protocol's ``{key: [str, ...]}`` form.
 
     Nested dicts become dotted keys, marshmallow's ``_schema`` key becomes ``non_field_errors``,
-    and a bare string becomes a one-element list.
+    a single message (a string, or any other value, shown as text) becomes a one-element list,
+    and ``None`` is skipped.
     """
     flat: ErrorDict = {}
     for key, value in errors.items():
         name = NON_FIELD_ERRORS if key == "_schema" else str(key)
         full = f"{prefix}.{name}" if prefix and name != NON_FIELD_ERRORS else name
+        if value is None:
+            continue
         if isinstance(value, Mapping):
             for sub_key, sub_messages in normalize_errors(value, full).items():
                 flat.setdefault(sub_key, []).extend(sub_messages)
-        elif isinstance(value, str):
-            flat.setdefault(full, []).append(value)
-        else:
+        elif isinstance(value, (list, tuple, set, frozenset)):
             flat.setdefault(full, []).extend(str(item) for item in value)
+        else:
+            flat.setdefault(full, []).append(str(value))
     return flat
 
 

@@ -86,7 +86,7 @@ def _resolve(
     collection = action.collection(model or "")
     if kind is ActionKind.COLLECTION:
         return (collection.model, action.params.load(values))
-    selection = parse_selection(request_params, values, action, collection)
+    selection = parse_selection(request_params, values, action, collection, state.wide_integer_ids)
     errors: ErrorDict = {}
     rows: list[Any] = []
     try:

@@ -62,7 +62,7 @@ class FlexActions:
                 "db.init_app(app) first, or pass it with flex.init_app(app, db=db)."
             )
         state = AppState(self, db, load_settings(app))
-        state.check_related_models()
+        state.check_registrations()
         app.extensions[EXTENSION_KEY] = state
 
     def action(
@@ -142,6 +142,11 @@ class FlexActions:
         return function
 
     @property
+    def custom_authenticator(self) -> Authenticator | None:
+        """The callable registered with :meth:`authenticator`, if any."""
+        return self._authenticator
+
+    @property
     def blueprint(self) -> Blueprint:
         """The blueprint serving the Messages URL; register it with a ``url_prefix``."""
         if self._blueprint is None:
@@ -160,6 +165,8 @@ class AppState:
         self.settings = settings
         self._list_body: tuple[int, bytes] | None = None
         self._collections: dict[str, Collection | None] | None = None
+        self._checked_version = -1
+        self._wide_integer_ids: bool | None = None
 
     @property
     def registry(self) -> ActionRegistry:
@@ -168,7 +175,7 @@ class AppState:
 
     def authenticate(self, request: Request) -> Any:
         """The caller of ``request``, or :class:`~flask_flexactions.errors.AuthenticationError`."""
-        return authenticate(request, self.settings.token, self.extension._authenticator)
+        return authenticate(request, self.settings.token, self.extension.custom_authenticator)
 
     def action_list_body(self) -> bytes:
         """The ``get_action_list`` answer, built once per set of registered actions."""
@@ -195,12 +202,29 @@ class AppState:
         """The row of ``collection`` with primary key ``key``, or None."""
         return self.db.session.get(collection.model, key)
 
-    def check_related_models(self) -> None:
-        """Resolve every ForeignKey param given by wire name now, so typos fail at start-up."""
+    def related_collection(self, field: ForeignKey) -> Collection:
+        """The collection a ForeignKey param points to in this app."""
+        if field.related is not None:
+            return field.related
+        return ForeignKey.checked(self.collection(field.related_name))
+
+    @property
+    def wide_integer_ids(self) -> bool:
+        """Whether integer keys are 64-bit whatever their declared type (true on SQLite)."""
+        if self._wide_integer_ids is None:
+            self._wide_integer_ids = self.db.engine.dialect.name == "sqlite"
+        return self._wide_integer_ids
+
+    def check_registrations(self) -> None:
+        """Resolve the ForeignKey params of new registrations, so a wrong wire name fails
+        in ``init_app`` or at the first message after the registration, not mid-action."""
+        if self._checked_version == self.registry.version:
+            return
         for action in self.registry:
             for field in action.params.schema.load_fields.values():
                 if isinstance(field, ForeignKey):
-                    field.bind(self.collection)
+                    self.related_collection(field)
+        self._checked_version = self.registry.version
 
     def _index_models(self) -> dict[str, Collection | None]:
         """Every model of ``db`` by wire name; None marks a name that several models share."""

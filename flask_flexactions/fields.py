@@ -6,7 +6,7 @@ import datetime as dt
 import decimal
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from flask import current_app
@@ -213,34 +213,35 @@ class ForeignKey(WireField):
             if not related_model:
                 raise ValueError("ForeignKey needs a related model: a model class or wire name.")
             self.related_name = related_model
-            self._collection: Collection | None = None
+            #: The related collection when given as a class; by name, each app resolves it.
+            self.related: Collection | None = None
         else:
-            self._collection = self._checked(Collection.of(related_model))
-            self.related_name = self._collection.name
+            self.related = self.checked(Collection.of(related_model))
+            self.related_name = self.related.name
 
     @staticmethod
-    def _checked(collection: Collection) -> Collection:
-        if collection.primary_key is None:
-            raise ValueError(
-                f"A ForeignKey cannot point to {collection.model.__name__}: its primary key has "
-                "several columns. Declare one param per key column instead."
-            )
-        return collection
+    def checked(collection: Collection) -> Collection:
+        """``collection`` if ids can address its rows, else a ``ValueError`` naming the fix."""
+        if collection.id_problem is None:
+            return collection
+        fix = (
+            "Declare one param per key column instead."
+            if collection.primary_key is None and "several columns" in collection.id_problem
+            else "Declare the key as a plain param and load the row in the action."
+        )
+        raise ValueError(
+            f"A ForeignKey cannot point to {collection.model.__name__}: "
+            f"{collection.id_problem}. {fix}"
+        )
 
     def wire_params(self) -> dict[str, Any]:
         return {"related_model": {"model": self.related_name}}
 
-    def bind(self, resolve: Callable[[str], Collection]) -> Collection:
-        """The related collection, resolving a wire name with ``resolve`` the first time."""
-        if self._collection is None:
-            self._collection = self._checked(resolve(self.related_name))
-        return self._collection
-
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         state = current_app.extensions["flexactions"]
-        collection = self.bind(state.collection)
+        collection = state.related_collection(self)
         try:
-            key = collection.parse_id(value)
+            key = collection.parse_id(value, state.wide_integer_ids)
         except InvalidId as error:
             raise self.make_error("invalid", reason=str(error)) from error
         row = state.load_related(collection, key)

@@ -47,26 +47,39 @@ def wire_name(model: type[Any]) -> str:
     return name
 
 
-def id_parser(column: sa.ColumnElement[Any]) -> Callable[[Any], Any]:
-    """A function that turns a wire id into a value of ``column``'s type, or raises InvalidId."""
+IdParser = Callable[[Any, bool], Any]
+
+
+def id_parser(column: sa.ColumnElement[Any]) -> IdParser | None:
+    """The parser of wire ids for ``column``, or None for a key type ids cannot address.
+
+    Keys of integer, text (not enum) and UUID types are supported.
+    """
+    column_type = column.type
+    if isinstance(column_type, sa.Enum):
+        return None
+    if isinstance(column_type, sa.Integer):
+        return IntegerId(_integer_bits(column_type))
+    if isinstance(column_type, (sa.Uuid, sa.String)):
+        return parse_uuid_id if isinstance(column_type, sa.Uuid) else parse_str_id
     try:
-        python_type = column.type.python_type
+        python_type = column_type.python_type
     except NotImplementedError:
-        python_type = str
+        return None
     if python_type is int:
-        return IntegerId(_integer_bits(column.type))
-    if issubclass(python_type, uuid.UUID):
-        return parse_uuid_id
-    return parse_str_id
+        return IntegerId(64)
+    if python_type is str:
+        return parse_str_id
+    return parse_uuid_id if python_type is uuid.UUID else None
 
 
 def _integer_bits(column_type: sa.types.TypeEngine[Any]) -> int:
-    """Width of an integer key: SQLAlchemy's ``Integer`` is 32-bit on every server database."""
+    """Width of an integer key: SQLAlchemy's ``Integer`` is 32-bit on server databases."""
     if isinstance(column_type, sa.SmallInteger):
         return 16
-    if isinstance(column_type, sa.Integer) and not isinstance(column_type, sa.BigInteger):
-        return 32
-    return 64
+    if isinstance(column_type, sa.BigInteger):
+        return 64
+    return 32
 
 
 @dataclass(frozen=True)
@@ -74,12 +87,13 @@ class IntegerId:
     """Parses integer ids: a JSON integer or a string of ASCII digits, within the key's width.
 
     An id beyond the column's range is refused here, because a database such as PostgreSQL
-    answers an out-of-range comparison with an error rather than with no row.
+    answers an out-of-range comparison with an error rather than with no row. ``wide`` lifts
+    the width to 64 bits, for SQLite, where every integer key is 64-bit.
     """
 
     bits: int
 
-    def __call__(self, value: Any) -> int:
+    def __call__(self, value: Any, wide: bool = False) -> int:
         if isinstance(value, bool):
             raise InvalidId(f"{value!r} is not an integer id")
         if isinstance(value, str):
@@ -92,14 +106,14 @@ class IntegerId:
             number = value
         else:
             raise InvalidId(f"{value!r:.40} is not an integer id")
-        limit = 2 ** (self.bits - 1)
-        if not -limit <= number < limit:
+        bits = 64 if wide else self.bits
+        if not -(2 ** (bits - 1)) <= number < 2 ** (bits - 1):
             shown = str(number) if abs(number) < 10**40 else f"{str(number)[:40]}..."
-            raise InvalidId(f"{shown} is out of range for a {self.bits}-bit integer id")
+            raise InvalidId(f"{shown} is out of range for a {bits}-bit integer id")
         return number
 
 
-def parse_str_id(value: Any) -> str:
+def parse_str_id(value: Any, wide: bool = False) -> str:
     """A text id: a JSON string, or a number taken as its decimal text."""
     if isinstance(value, str) and value and "\x00" not in value:
         return value
@@ -108,7 +122,7 @@ def parse_str_id(value: Any) -> str:
     raise InvalidId(f"{value!r:.40} is not a valid id")
 
 
-def parse_uuid_id(value: Any) -> uuid.UUID:
+def parse_uuid_id(value: Any, wide: bool = False) -> uuid.UUID:
     """A UUID id, in any of the textual forms :class:`uuid.UUID` accepts."""
     if isinstance(value, str):
         try:
@@ -120,25 +134,44 @@ def parse_uuid_id(value: Any) -> uuid.UUID:
 
 @dataclass(frozen=True)
 class Collection:
-    """A model as the protocol sees it: its wire name and its single-column primary key.
+    """A model as the protocol sees it: its wire name and how ids address its rows.
 
-    ``primary_key`` (the column) and ``pk_attribute`` (the mapped attribute, e.g. ``Order.id``)
-    are None when the key has several columns.
+    ``id_problem`` says why ids cannot address rows (a composite key, or a key type without an
+    id grammar); then ``primary_key``, ``pk_attribute`` and ``id_parser`` are None.
     """
 
     model: type[Any]
     name: str
     primary_key: sa.ColumnElement[Any] | None
     pk_attribute: Any
-    parse_id: Callable[[Any], Any]
+    id_parser: IdParser | None
+    id_problem: str | None
 
     @classmethod
     def of(cls, model: type[Any]) -> Collection:
-        """Describe ``model``; ``primary_key`` is None when the key has several columns."""
+        """Describe ``model``."""
         mapper = mapper_of(model)
+        name = wire_name(model)
         columns = mapper.primary_key
         if len(columns) != 1:
-            return cls(model, wire_name(model), None, None, parse_str_id)
+            problem = "its primary key has several columns"
+            return cls(model, name, None, None, None, problem)
         column = columns[0]
+        parser = id_parser(column)
+        if parser is None:
+            problem = (
+                f"its primary key type {column.type} has no id grammar "
+                "(only integer, text and UUID keys have one)"
+            )
+            return cls(model, name, None, None, None, problem)
         attribute = getattr(model, mapper.get_property_by_column(column).key)
-        return cls(model, wire_name(model), column, attribute, id_parser(column))
+        return cls(model, name, column, attribute, parser, None)
+
+    def parse_id(self, value: Any, wide: bool = False) -> Any:
+        """The primary key value for the wire id ``value``, or :class:`InvalidId`.
+
+        :param wide: integer keys are 64-bit whatever their declared width (SQLite).
+        """
+        if self.id_parser is None:
+            raise InvalidId(f"{self.model.__name__}: {self.id_problem}")
+        return self.id_parser(value, wide)

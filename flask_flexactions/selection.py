@@ -26,12 +26,17 @@ class Selection:
 
 
 def parse_selection(
-    request_params: dict[str, Any], values: dict[str, Any], action: Action, collection: Collection
+    request_params: dict[str, Any],
+    values: dict[str, Any],
+    action: Action,
+    collection: Collection,
+    wide_integer_ids: bool = False,
 ) -> Selection:
     """Read ``id``, ``ids`` and ``inverseIds`` from the request, or raise ProtocolError (400).
 
     ``ids`` and ``inverseIds`` may also sit in the user's ``values`` (an older variant of the
     protocol); they are taken out of ``values`` there unless the action declares such a param.
+    ``wide_integer_ids`` allows 64-bit ids on every integer key (SQLite).
     """
     raw_ids = request_params.get("ids")
     inverse = request_params.get("inverseIds")
@@ -49,7 +54,7 @@ def parse_selection(
     if request_params.get("id") is not None:
         wire_ids.insert(0, request_params["id"])
     try:
-        ids = tuple(dict.fromkeys(collection.parse_id(value) for value in wire_ids))
+        ids = tuple(dict.fromkeys(collection.parse_id(v, wide_integer_ids) for v in wire_ids))
     except InvalidId as error:
         raise ProtocolError(f"Invalid id for {collection.name!r}: {error}.") from None
     if not action.bulk:

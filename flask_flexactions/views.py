@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from .answers import message_error
+from .answers import INTERNAL_ERROR_MESSAGE, message_error
 from .body import parse_object
 from .config import Settings
 from .cors import add_cors_headers
@@ -46,13 +46,14 @@ MESSAGES: dict[str, MessageHandler] = {
 def create_blueprint() -> Blueprint:
     """The blueprint with the Messages URL at ``/messages/`` (with or without the slash)."""
     blueprint = Blueprint("flexactions", __name__)
-    # Two rules rather than strict_slashes=False, so that both paths also answer 405 to GET.
+    # Two rules rather than strict_slashes=False: neither path may redirect. GET is routed
+    # only to answer it with the protocol's 405 body rather than Flask's HTML page.
     for path in ("/messages/", "/messages"):
         blueprint.add_url_rule(
             path,
             "messages",
             messages,
-            methods=["POST", "OPTIONS"],
+            methods=["GET", "POST", "OPTIONS"],
             provide_automatic_options=False,
         )
     blueprint.after_request(_cors_headers)
@@ -66,7 +67,17 @@ def messages() -> BaseResponse:
     state: AppState = _state()
     if request.method == "OPTIONS":
         return current_app.response_class(status=204)
+    if request.method != "POST":
+        response = message_error("The Messages URL takes POST with a JSON body.", 405)
+        response.headers["Allow"] = "POST, OPTIONS"
+        return response
     g.flexactions_caller = state.authenticate(request)
+    try:
+        state.check_registrations()
+    except ValueError:
+        # A declaration registered after init_app names a model that does not exist.
+        current_app.logger.exception("A Flex action declaration is invalid")
+        return message_error(INTERNAL_ERROR_MESSAGE, 500)
     envelope = _read_envelope(state.settings)
     name = envelope.get("name")
     if not isinstance(name, str):

@@ -70,3 +70,11 @@ class Membership(db.Model):
 
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), primary_key=True)
     group: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+
+
+class Price(db.Model):
+    """A model whose primary key type has no id grammar (Numeric)."""
+
+    __tablename__ = "prices"
+
+    amount: Mapped[decimal.Decimal] = mapped_column(sa.Numeric(10, 2), primary_key=True)

@@ -15,7 +15,7 @@ from marshmallow import Schema, fields
 from flask_flexactions import Action, ActionKind, FlexActions
 from flask_flexactions import fields as ff
 from tests.conftest import TOKEN, Messages, database_url
-from tests.models import Account, Device, Membership, Order, Tag, User, db
+from tests.models import Account, Device, Membership, Order, Price, Tag, User, db
 
 WAYS = ["decorator", "register_action"]
 
@@ -864,3 +864,76 @@ def test_foreign_key_to_an_unknown_wire_name_registered_after_init_app_fails_at_
         },
     }
     assert ran == []
+
+
+# Key types without an id grammar, and values that cannot be listed as JSON
+
+
+@pytest.mark.parametrize("options", [{"for_instance": True}, {"bulk": True}])
+def test_record_action_on_a_key_type_without_id_grammar_is_refused(
+    flex: FlexActions, options: dict[str, Any]
+) -> None:
+    with pytest.raises(ValueError, match="has no id grammar .* Use for_instance=False"):
+        flex.register_action(handler, Price, name="reprice", **options)
+
+
+def test_collection_action_on_a_key_type_without_id_grammar_is_fine(
+    flex: FlexActions, messages: Messages
+) -> None:
+    flex.register_action(lambda model, params: None, Price, name="reprice_all")
+
+    assert messages.execute("reprice_all", "prices").get_json() == {"result": True}
+
+
+@pytest.mark.parametrize("related", [Price, "prices"], ids=["class", "wire-name"])
+def test_foreign_key_to_a_key_type_without_id_grammar_is_refused(
+    app: Flask, flex: FlexActions, related: Any
+) -> None:
+    register = lambda: flex.register_action(handler, name="a", params=[fk(related)])  # noqa: E731
+    fix = "has no id grammar .*Declare the key as a plain param and load the row in the action"
+    if isinstance(related, str):
+        register()  # resolved per app, at init_app or the first message
+        fresh = Flask(__name__)
+        fresh.config.update(SQLALCHEMY_DATABASE_URI="sqlite://", FLEXACTIONS_TOKEN=TOKEN)
+        db.init_app(fresh)
+        with pytest.raises(ValueError, match=fix):
+            flex.init_app(fresh, db=db)
+    else:
+        with pytest.raises(ValueError, match=fix):
+            register()
+
+
+class LazyText:
+    """Stands in for a lazily translated string such as Flask-Babel's lazy_gettext."""
+
+    def __str__(self) -> str:
+        return "Refund order"
+
+
+def test_lazy_label_and_description_are_listed_as_text(
+    flex: FlexActions, messages: Messages
+) -> None:
+    flex.register_action(handler, name="a", label=LazyText(), description=LazyText())  # type: ignore[arg-type]
+
+    (entry,) = messages.action_list()
+    assert entry["label"] == entry["verbose_name"] == entry["description"] == "Refund order"
+
+
+def test_field_params_that_are_not_json_are_refused_at_registration(flex: FlexActions) -> None:
+    class Params(Schema):
+        note = fields.String(metadata={"params": {"placeholder": object()}})
+
+    with pytest.raises(TypeError, match="cannot be listed as JSON"):
+        flex.register_action(handler, name="a", params=Params)
+    assert len(flex.registry) == 0
+
+
+def test_unknown_wire_name_registered_after_init_app_fails_every_message_loudly(
+    flex: FlexActions, messages: Messages, caplog: pytest.LogCaptureFixture
+) -> None:
+    flex.register_action(handler, name="a", params=[fk("nothing;here")])
+
+    response = messages.post({"name": "get_action_list"})
+
+    assert response.status_code == 500
+    assert "No model has the wire name 'nothing;here'" in caplog.text

@@ -809,4 +809,32 @@ def test_get_is_method_not_allowed(flex: FlexActions, client: FlaskClient, url: 
     response = client.get(url, headers=AUTH)
     assert response.status_code == 405
     assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"POST", "OPTIONS"}
+    assert response.get_json() == not_found("The Messages URL takes POST with a JSON body.")
     assert calls == []
+
+
+def test_integer_ids_beyond_32_bits_follow_the_database(
+    app: Flask, flex: FlexActions, messages: Messages
+) -> None:
+    """users.id is an INTEGER: 64-bit on SQLite (such rows exist), 32-bit on PostgreSQL."""
+    big = 3_000_000_000
+    on_sqlite = app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
+    if on_sqlite:
+        seed_users(app, [big])
+    calls: list[Any] = []
+
+    @flex.action(User, for_instance=True)
+    def touch(user: User, params: dict[str, Any]) -> None:
+        calls.append(user.id)
+
+    response = messages.execute("touch", "users", id=big)
+
+    if on_sqlite:
+        assert response.get_json() == {"result": True}
+        assert calls == [big]
+    else:
+        assert response.status_code == 400
+        assert response.get_json() == not_found(
+            f"Invalid id for 'users': {big} is out of range for a 32-bit integer id."
+        )
+        assert calls == []

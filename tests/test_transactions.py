@@ -352,3 +352,29 @@ def test_errors_found_before_the_handler_leave_the_database_alone(
     }
     assert ran == []
     assert snapshot(app) == before
+
+
+@pytest.mark.parametrize(
+    ("error", "errors"),
+    [
+        (ValidationError({"x": None, "y": 5}), {"y": ["5"]}),
+        (ValidationError({"n": {"inner": ("a", "b")}}), {"n.inner": ["a", "b"]}),
+        (ActionError(errors={"x": 5}), {"x": ["5"]}),  # type: ignore[dict-item]
+    ],
+    ids=["none-and-number", "nested-tuple", "action-error-number"],
+)
+def test_oddly_shaped_errors_from_a_handler_are_still_field_errors(
+    app: Flask, flex: FlexActions, messages: Messages, error: Exception, errors: dict[str, Any]
+) -> None:
+    before = seed(app)
+
+    @flex.action(User, bulk=True)
+    def odd(rows: list[User], params: dict[str, Any]) -> None:
+        write_everything(rows)
+        raise error
+
+    response = messages.execute("odd", "users", ids=[1, 2])
+
+    assert response.status_code == 200
+    assert response.get_json() == {"result": False, "errors": errors}
+    assert snapshot(app) == before
