@@ -38,6 +38,10 @@ class ActionError(FlexActionsError):
         super().__init__(message or "; ".join(m for ms in self.errors.values() for m in ms))
 
 
+class InvalidId(FlexActionsError, ValueError):
+    """A wire id that does not fit the grammar or range of the primary key's type."""
+
+
 class ProtocolError(FlexActionsError):
     """A request that breaks the protocol; answered with ``status`` and nothing runs."""
 

@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 from flask import current_app
 from marshmallow import fields
 
-from .models import Collection, InvalidId
+from .errors import InvalidId
+from .models import Collection
 
 __all__ = [
     "FIELD_TYPES",

@@ -11,14 +11,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapper
 
+from .errors import InvalidId
+
 #: Class attribute that sets a model's wire name, e.g. ``__flexactions_name__ = "shop;account"``.
 WIRE_NAME_ATTRIBUTE = "__flexactions_name__"
 
 _DIGITS = re.compile(r"[0-9]+\Z")
-
-
-class InvalidId(ValueError):
-    """An id that does not fit the grammar of the primary key's type."""
 
 
 def mapper_of(model: Any) -> Mapper[Any]:

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .actions import Action
-from .errors import NON_FIELD_ERRORS, ActionError, ProtocolError
-from .models import Collection, InvalidId
+from .errors import NON_FIELD_ERRORS, ActionError, InvalidId, ProtocolError
+from .models import Collection
 
 #: How many missing ids an error message lists before it only counts the rest.
 MISSING_IDS_SHOWN = 20
