@@ -227,7 +227,7 @@ class ForeignKey(WireField):
             return collection
         fix = (
             "Declare one param per key column instead."
-            if collection.primary_key is None and "several columns" in collection.id_problem
+            if collection.composite
             else "Declare the key as a plain param and load the row in the action."
         )
         raise ValueError(

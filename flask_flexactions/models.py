@@ -165,6 +165,11 @@ class Collection:
         attribute = getattr(model, mapper.get_property_by_column(column).key)
         return cls(model, name, column, attribute, parser, None)
 
+    @property
+    def composite(self) -> bool:
+        """Whether the primary key has several columns."""
+        return len(mapper_of(self.model).primary_key) > 1
+
     def parse_id(self, value: Any, wide: bool = False) -> Any:
         """The primary key value for the wire id ``value``, or :class:`InvalidId`.
 
