@@ -138,13 +138,33 @@ def test_record_action_id_variants(
     assert calls == [(2, {})]
 
 
+TWO_IDS = "'touch' is a record action: send one id, not 2."
+INVERSE = "'touch' is a record action: inverseIds needs bulk."
+
+
 @pytest.mark.parametrize(
-    "selection",
-    [{"ids": [1, 2]}, {"ids": "1,2"}, {"id": 1, "ids": [2]}, {"params": {"ids": [1, 2]}}],
-    ids=["array", "comma-string", "id-plus-ids", "nested"],
+    ("selection", "message"),
+    [
+        ({"ids": [1, 2]}, TWO_IDS),
+        ({"ids": "1,2"}, TWO_IDS),
+        ({"id": 1, "ids": [2]}, TWO_IDS),
+        ({"params": {"ids": [1, 2]}}, TWO_IDS),
+        ({"id": 1, "inverseIds": True}, INVERSE),
+        ({"inverseIds": True}, INVERSE),
+        ({"params": {"inverseIds": True}}, INVERSE),
+    ],
+    ids=[
+        "array",
+        "comma-string",
+        "id-plus-ids",
+        "nested",
+        "inverse-with-id",
+        "inverse-alone",
+        "inverse-nested",
+    ],
 )
-def test_record_action_refuses_two_distinct_ids(
-    app: Flask, flex: FlexActions, messages: Messages, selection: dict[str, Any]
+def test_record_action_refuses_several_ids_and_inverse_ids(
+    app: Flask, flex: FlexActions, messages: Messages, selection: dict[str, Any], message: str
 ) -> None:
     seed_users(app)
     calls: list[Any] = []
@@ -155,28 +175,7 @@ def test_record_action_refuses_two_distinct_ids(
 
     response = messages.execute("touch", "users", **selection)
     assert response.status_code == 400
-    assert response.get_json() == not_found("'touch' is a record action: send one id, not 2.")
-    assert calls == []
-
-
-@pytest.mark.parametrize(
-    "selection",
-    [{"id": 1, "inverseIds": True}, {"inverseIds": True}, {"params": {"inverseIds": True}}],
-    ids=["with-id", "alone", "nested"],
-)
-def test_record_action_refuses_inverse_ids(
-    app: Flask, flex: FlexActions, messages: Messages, selection: dict[str, Any]
-) -> None:
-    seed_users(app)
-    calls: list[Any] = []
-
-    @flex.action(User, for_instance=True)
-    def touch(user: User, params: dict[str, Any]) -> None:
-        calls.append(user)
-
-    response = messages.execute("touch", "users", **selection)
-    assert response.status_code == 400
-    assert response.get_json() == not_found("'touch' is a record action: inverseIds needs bulk.")
+    assert response.get_json() == not_found(message)
     assert calls == []
 
 
