@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask, jsonify, make_response, send_file
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from flask_flexactions import FlexActions, Result
@@ -678,6 +679,20 @@ SUCCESS_ANSWERS = [
 ]
 
 
+def run_rename_returning(
+    app: Flask, flex: FlexActions, messages: Messages, value: Any
+) -> TestResponse:
+    """Run a record action that renames user 1, then returns ``value``."""
+    seed_users(app)
+
+    @flex.action(User, for_instance=True)
+    def rename(user: User, params: dict[str, Any]) -> Any:
+        user.name = "renamed"
+        return value
+
+    return messages.execute("rename", "users", id=1)
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [(v, e) for v, e, _ in SUCCESS_ANSWERS],
@@ -686,14 +701,7 @@ SUCCESS_ANSWERS = [
 def test_return_value_success_commits(
     app: Flask, flex: FlexActions, messages: Messages, value: Any, expected: dict[str, Any]
 ) -> None:
-    seed_users(app)
-
-    @flex.action(User, for_instance=True)
-    def rename(user: User, params: dict[str, Any]) -> Any:
-        user.name = "renamed"
-        return value
-
-    response = messages.execute("rename", "users", id=1)
+    response = run_rename_returning(app, flex, messages, value)
     assert response.status_code == 200
     assert response.get_json() == expected
     assert user_names(app)[1] == "renamed"
@@ -763,14 +771,7 @@ def test_return_response_is_passed_through(
 def test_return_value_of_a_bad_type_is_500_and_rolls_back(
     app: Flask, flex: FlexActions, messages: Messages, value: Any
 ) -> None:
-    seed_users(app)
-
-    @flex.action(User, for_instance=True)
-    def rename(user: User, params: dict[str, Any]) -> Any:
-        user.name = "renamed"
-        return value
-
-    response = messages.execute("rename", "users", id=1)
+    response = run_rename_returning(app, flex, messages, value)
     assert response.status_code == 500
     assert response.get_json() == INTERNAL_ERROR
     assert user_names(app)[1] == "user1"
