@@ -7,7 +7,14 @@ from importlib.metadata import PackageNotFoundError, version
 from . import fields
 from .actions import Action, ActionKind
 from .answers import Result
-from .errors import ActionError, AuthenticationError, FlexActionsError, PermissionDenied
+from .caller import Caller, current_caller
+from .errors import (
+    ActionError,
+    AuthenticationError,
+    FlexActionsError,
+    PermissionDenied,
+    ServiceUnavailable,
+)
 from .extension import FlexActions
 
 try:
@@ -20,10 +27,13 @@ __all__ = [
     "ActionError",
     "ActionKind",
     "AuthenticationError",
+    "Caller",
     "FlexActions",
     "FlexActionsError",
     "PermissionDenied",
     "Result",
+    "ServiceUnavailable",
     "__version__",
+    "current_caller",
     "fields",
 ]

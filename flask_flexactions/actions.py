@@ -13,6 +13,8 @@ from marshmallow import Schema
 from .errors import NotFound
 from .models import Collection
 from .params import ParamSpec, build_params
+from .permissions import Permission, check_permission
+from .scoping import ScopeHook, check_scope
 
 #: What ``params=`` accepts: the list-of-dicts format or a marshmallow Schema subclass.
 ParamsDeclaration = Iterable[Mapping[str, Any]] | type[Schema] | None
@@ -41,6 +43,10 @@ class Action:
     description: str | None = None
     #: Whether ``model`` was given as a list, so ``get_action_list`` shows a list.
     model_list: bool = False
+    #: Who may see and run the action: a role name or a callable; None lets every caller.
+    permission: Permission | None = None
+    #: Narrows the rows a record or bulk action may select, after the model's own scope.
+    scope: ScopeHook | None = None
 
     @property
     def kind(self) -> ActionKind:
@@ -88,6 +94,8 @@ def make_action(
     params: ParamsDeclaration = None,
     label: str | None = None,
     description: str | None = None,
+    permission: Any = None,
+    scope: Any = None,
 ) -> Action:
     """Check a declaration and build its :class:`Action`, or raise naming the fix."""
     if not callable(handler):
@@ -119,6 +127,11 @@ def make_action(
             f"Action {action_name!r}: for_instance/bulk need a model; pass the model class as "
             "the first argument, e.g. @flex.action(User, bulk=True)."
         )
+    if scope is not None and not for_instance:
+        raise ValueError(
+            f"Action {action_name!r}: scope narrows the records a record or bulk action "
+            "selects; use it with for_instance=True or bulk=True."
+        )
     action = Action(
         name=action_name,
         handler=handler,
@@ -129,6 +142,8 @@ def make_action(
         label=label,
         description=description,
         model_list=model_list,
+        permission=check_permission(permission, action_name),
+        scope=check_scope(scope, f"Action {action_name!r}"),
     )
     try:
         json.dumps(action.wire())

@@ -8,6 +8,8 @@ from typing import Any
 
 from flask import Flask
 
+from .jet_jwt import JET_ADMIN_PUBLIC_KEY
+
 #: Every ``FLEXACTIONS_*`` key the extension reads, with its default. ``init_app`` applies these
 #: with ``app.config.setdefault`` so the app's own values always win.
 DEFAULTS: dict[str, Any] = {
@@ -23,8 +25,27 @@ DEFAULTS: dict[str, Any] = {
     "FLEXACTIONS_MAX_BODY": 1024 * 1024,
     # Deepest JSON nesting accepted in a request body.
     "FLEXACTIONS_MAX_DEPTH": 64,
+    # Most ids one request may select (``ids`` or the exclusions of ``inverseIds``).
+    "FLEXACTIONS_MAX_IDS": 10_000,
     # Ids per ``SELECT ... WHERE pk IN (...)`` statement when loading records.
     "FLEXACTIONS_ID_CHUNK_SIZE": 1000,
+    # Jet Admin project name. Setting it accepts ``Authorization: JWT <token>`` whose
+    # ``projects`` claim holds this project.
+    "FLEXACTIONS_JET_PROJECT": None,
+    # PEM public key that verifies Jet Admin's RS256 tokens; defaults to the one Jet Admin
+    # publishes (see ``jet_jwt.JET_ADMIN_PUBLIC_KEY``).
+    "FLEXACTIONS_JET_PUBLIC_KEY": JET_ADMIN_PUBLIC_KEY,
+    # Clock skew (seconds) allowed when checking a JWT's ``exp``, ``nbf`` and ``iat``.
+    "FLEXACTIONS_JET_JWT_LEEWAY": 30,
+    # This app's Jet Admin project token. Setting it accepts ``Token``/``ProjectToken``
+    # credentials, checked with Jet Admin's ``project_auth`` API.
+    "FLEXACTIONS_JET_PROJECT_TOKEN": None,
+    # Jet Admin's API root; ``project_auth/`` is appended.
+    "FLEXACTIONS_JET_API_URL": "https://api.jetadmin.io/api/",
+    # Seconds to wait for ``project_auth`` on each network operation; then 503.
+    "FLEXACTIONS_JET_AUTH_TIMEOUT": 5.0,
+    # Seconds a positive ``project_auth`` answer is reused; 0 asks Jet Admin every time.
+    "FLEXACTIONS_JET_AUTH_CACHE_SECONDS": 60,
 }
 
 
@@ -38,7 +59,15 @@ class Settings:
     cors_max_age: int
     max_body: int
     max_depth: int
+    max_ids: int
     id_chunk_size: int
+    jet_project: str | None
+    jet_public_key: str
+    jet_jwt_leeway: int
+    jet_project_token: str | None
+    jet_project_auth_url: str
+    jet_auth_timeout: float
+    jet_auth_cache_seconds: int
 
     @property
     def cors_any_origin(self) -> bool:
@@ -55,27 +84,58 @@ def _as_list(value: str | Iterable[str] | None) -> list[str]:
     return [str(part) for part in value]
 
 
-def _positive_int(app: Flask, key: str) -> int:
+def _positive_int(app: Flask, key: str, minimum: int = 1) -> int:
     value = app.config[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{key} must be a positive integer, got {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}.")
     return value
+
+
+def _optional_str(app: Flask, key: str, what: str) -> str | None:
+    value = app.config[key]
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{key} must be a string ({what}) or None.")
+    return value or None
+
+
+def _project_auth_url(app: Flask) -> str:
+    root = app.config["FLEXACTIONS_JET_API_URL"]
+    if not isinstance(root, str) or not root.startswith(("https://", "http://")):
+        raise ValueError(f"FLEXACTIONS_JET_API_URL must be an http(s) URL, got {root!r}.")
+    return root.rstrip("/") + "/project_auth/"
+
+
+def _timeout(app: Flask) -> float:
+    value = app.config["FLEXACTIONS_JET_AUTH_TIMEOUT"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 600:
+        raise ValueError(
+            f"FLEXACTIONS_JET_AUTH_TIMEOUT must be seconds in (0, 600], got {value!r}."
+        )
+    return float(value)
 
 
 def load_settings(app: Flask) -> Settings:
     """Default every key on ``app.config`` and return the validated settings."""
     for key, value in DEFAULTS.items():
         app.config.setdefault(key, list(value) if isinstance(value, list) else value)
-    token = app.config["FLEXACTIONS_TOKEN"]
-    if token is not None and not isinstance(token, str):
-        raise ValueError("FLEXACTIONS_TOKEN must be a string (the shared secret) or None.")
+    public_key = app.config["FLEXACTIONS_JET_PUBLIC_KEY"]
+    if not isinstance(public_key, str):
+        raise ValueError("FLEXACTIONS_JET_PUBLIC_KEY must be a PEM string.")
     extra_headers = _as_list(app.config["FLEXACTIONS_CORS_ALLOW_HEADERS"])
     return Settings(
-        token=token or None,
+        token=_optional_str(app, "FLEXACTIONS_TOKEN", "the shared secret"),
         cors_origins=frozenset(_as_list(app.config["FLEXACTIONS_CORS_ORIGINS"])),
         cors_allow_headers=", ".join(["Authorization", "Content-Type", *extra_headers]),
         cors_max_age=_positive_int(app, "FLEXACTIONS_CORS_MAX_AGE"),
         max_body=_positive_int(app, "FLEXACTIONS_MAX_BODY"),
         max_depth=_positive_int(app, "FLEXACTIONS_MAX_DEPTH"),
+        max_ids=_positive_int(app, "FLEXACTIONS_MAX_IDS"),
         id_chunk_size=_positive_int(app, "FLEXACTIONS_ID_CHUNK_SIZE"),
+        jet_project=_optional_str(app, "FLEXACTIONS_JET_PROJECT", "the project name"),
+        jet_public_key=public_key,
+        jet_jwt_leeway=_positive_int(app, "FLEXACTIONS_JET_JWT_LEEWAY", minimum=0),
+        jet_project_token=_optional_str(app, "FLEXACTIONS_JET_PROJECT_TOKEN", "a token"),
+        jet_project_auth_url=_project_auth_url(app),
+        jet_auth_timeout=_timeout(app),
+        jet_auth_cache_seconds=_positive_int(app, "FLEXACTIONS_JET_AUTH_CACHE_SECONDS", 0),
     )

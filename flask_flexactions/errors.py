@@ -72,6 +72,12 @@ class PermissionDenied(ProtocolError):
     status = 403
 
 
+class ServiceUnavailable(ProtocolError):
+    """A service the request depends on (Jet Admin's token check) gave no usable answer (503)."""
+
+    status = 503
+
+
 def normalize_errors(errors: Mapping[str, Any], prefix: str = "") -> ErrorDict:
     """Flatten marshmallow-style error messages into the protocol's ``{key: [str, ...]}`` form.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app
+from flask import current_app, g
 from flask.signals import got_request_exception
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -19,7 +19,10 @@ from .answers import (
     success_answer,
 )
 from .body import parse_object
-from .errors import ActionError, ErrorDict, ProtocolError, validation_messages
+from .caller import CALLER_KEY
+from .downloads import secure_content_disposition
+from .errors import ActionError, ErrorDict, PermissionDenied, ProtocolError, validation_messages
+from .permissions import may_run
 from .selection import load_rows, parse_selection
 
 if TYPE_CHECKING:
@@ -35,6 +38,7 @@ def execute_action(state: AppState, request_params: dict[str, Any]) -> BaseRespo
     if model is not None and not isinstance(model, str):
         raise ProtocolError("params.model must be the collection's name, a string.")
     action = state.registry.find(model or None, name)
+    _check_permission(action, model)
     values = _user_values(request_params.get("params"), state.settings.max_depth)
     session = state.db.session
     try:
@@ -58,7 +62,21 @@ def execute_action(state: AppState, request_params: dict[str, Any]) -> BaseRespo
         current_app.logger.exception("Flex action %r on %r failed", action.name, model)
         got_request_exception.send(current_app._get_current_object(), exception=error)  # type: ignore[attr-defined]
         return message_error(INTERNAL_ERROR_MESSAGE, 500)
-    return answer if isinstance(answer, BaseResponse) else json_response(answer)
+    if isinstance(answer, BaseResponse):
+        secure_content_disposition(answer.headers)
+        return answer
+    return json_response(answer)
+
+
+def _check_permission(action: Action, model: str | None) -> None:
+    """Refuse (403) before anything is parsed or loaded when the caller may not run it."""
+    collection = action.collection(model) if model and action.collections else None
+    caller = g.get(CALLER_KEY)
+    if may_run(caller, action, collection.model if collection else None):
+        return
+    if caller.read_only:
+        raise PermissionDenied("Read-only users may not run actions.")
+    raise PermissionDenied(f"You may not run the action {action.name!r}.")
 
 
 def _user_values(raw: Any, max_depth: int) -> dict[str, Any]:
@@ -86,11 +104,15 @@ def _resolve(
     collection = action.collection(model or "")
     if kind is ActionKind.COLLECTION:
         return (collection.model, action.params.load(values))
-    selection = parse_selection(request_params, values, action, collection, state.wide_integer_ids)
+    settings = state.settings
+    selection = parse_selection(
+        request_params, values, action, collection, state.wide_integer_ids, settings.max_ids
+    )
     errors: ErrorDict = {}
     rows: list[Any] = []
     try:
-        rows = load_rows(state.db.session, collection, selection, state.settings.id_chunk_size)
+        restrict = state.restriction(collection, action)
+        rows = load_rows(state.db.session, collection, selection, settings.id_chunk_size, restrict)
         if not rows:
             raise ActionError("No records selected: the collection has no rows to act on.")
     except ActionError as error:

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from flask import Blueprint, Flask, Request
+import sqlalchemy as sa
+from flask import Blueprint, Flask, g
 
 from .actions import Action, ActionRegistry, ParamsDeclaration, make_action
-from .auth import Authenticator, authenticate
+from .auth import Authentication, Authenticator
+from .caller import CALLER_KEY, Caller
 from .config import Settings, load_settings
 from .fields import ForeignKey
-from .models import Collection
+from .listing import ActionListing
+from .models import Collection, mapper_of
+from .permissions import Permission
+from .scoping import Restriction, ScopeHook, apply_scopes, check_scope
 
 EXTENSION_KEY = "flexactions"
 
 F = TypeVar("F", bound=Callable[..., Any])
 A = TypeVar("A", bound=Authenticator)
+S = TypeVar("S", bound=ScopeHook)
 
 
 class FlexActions:
@@ -39,6 +44,8 @@ class FlexActions:
         authenticator: Authenticator | None = None,
     ) -> None:
         self.registry = ActionRegistry()
+        #: Per-model scope hooks, by model class (see :meth:`scope`).
+        self.scopes: dict[type[Any], ScopeHook] = {}
         self._db = db
         self._authenticator = authenticator
         self._blueprint: Blueprint | None = None
@@ -75,6 +82,8 @@ class FlexActions:
         params: ParamsDeclaration = None,
         label: str | None = None,
         description: str | None = None,
+        permission: Permission | None = None,
+        scope: ScopeHook | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as an action and return it unchanged.
 
@@ -86,6 +95,10 @@ class FlexActions:
         :param params: the input form: a list of param dicts or a marshmallow Schema subclass.
         :param label: a display name for the admin UI.
         :param description: a longer text for the admin UI.
+        :param permission: who may see and run it: a role name the caller must hold, or a
+            callable ``(caller, action, model) -> bool``. None lets every caller.
+        :param scope: a hook ``(statement, caller) -> statement`` narrowing the records a record
+            or bulk action may select, on top of the model's own :meth:`scope`.
         """
 
         def decorator(handler: F) -> F:
@@ -98,6 +111,8 @@ class FlexActions:
                 params=params,
                 label=label,
                 description=description,
+                permission=permission,
+                scope=scope,
             )
             return handler
 
@@ -114,6 +129,8 @@ class FlexActions:
         params: ParamsDeclaration = None,
         label: str | None = None,
         description: str | None = None,
+        permission: Permission | None = None,
+        scope: ScopeHook | None = None,
     ) -> Action:
         """Register ``handler`` as an action; the plain twin of :meth:`action`.
 
@@ -128,15 +145,46 @@ class FlexActions:
             params=params,
             label=label,
             description=description,
+            permission=permission,
+            scope=scope,
         )
         self.registry.add(action)
         return action
 
+    def scope(self, model: type[Any]) -> Callable[[S], S]:
+        """Register the decorated ``hook(statement, caller) -> statement`` as the scope of
+        ``model`` and return it unchanged.
+
+        Every record, bulk and ``inverseIds`` selection of ``model`` and every ForeignKey param
+        pointing to it loads rows through the hook; rows outside it are treated exactly like
+        rows that do not exist.
+        """
+
+        def decorator(hook: S) -> S:
+            self.register_scope(model, hook)
+            return hook
+
+        return decorator
+
+    def register_scope(self, model: type[Any], hook: ScopeHook) -> None:
+        """Register ``hook`` as the scope of ``model``; the plain twin of :meth:`scope`."""
+        mapper_of(model)
+        check_scope(hook, f"The scope of {model.__name__}")
+        if hook is None:
+            raise TypeError(f"The scope of {model.__name__} must be a callable, not None.")
+        if model in self.scopes:
+            raise ValueError(
+                f"{model.__name__} already has a scope hook; combine both conditions in one."
+            )
+        self.scopes[model] = hook
+
     def authenticator(self, function: A) -> A:
         """Register ``function(request)`` as the custom authenticator and return it unchanged.
 
-        It returns a truthy value (whatever identifies the caller) to accept the request, or a
-        falsy one to refuse it with 401. The shared ``FLEXACTIONS_TOKEN`` is tried first.
+        It returns a :class:`~flask_flexactions.Caller` (or any truthy value, kept as
+        ``Caller(user=value)`` with no roles) to accept the request, or a falsy one to refuse
+        it with 401. Jet Admin credentials and the shared ``FLEXACTIONS_TOKEN`` are tried
+        first.
         """
         self._authenticator = function
         return function
@@ -163,7 +211,8 @@ class AppState:
         self.extension = extension
         self.db = db
         self.settings = settings
-        self._list_body: tuple[int, bytes] | None = None
+        self.authenticate = Authentication(settings, lambda: extension.custom_authenticator)
+        self.listing = ActionListing(extension.registry)
         self._collections: dict[str, Collection | None] | None = None
         self._checked_version = -1
         self._wide_integer_ids: bool | None = None
@@ -173,17 +222,16 @@ class AppState:
         """The registry of the extension (shared by every app it is initialised on)."""
         return self.extension.registry
 
-    def authenticate(self, request: Request) -> Any:
-        """The caller of ``request``, or :class:`~flask_flexactions.errors.AuthenticationError`."""
-        return authenticate(request, self.settings.token, self.extension.custom_authenticator)
+    def restriction(self, collection: Collection, action: Action | None = None) -> Restriction:
+        """Narrows a ``select(collection.model)`` to the rows the current caller may touch:
+        the model's scope hook, then ``action``'s."""
+        hooks = (self.extension.scopes.get(collection.model), action.scope if action else None)
+        caller: Caller = g.get(CALLER_KEY)
 
-    def action_list_body(self) -> bytes:
-        """The ``get_action_list`` answer, built once per set of registered actions."""
-        version = self.registry.version
-        if self._list_body is None or self._list_body[0] != version:
-            body = json.dumps([action.wire() for action in self.registry], separators=(",", ":"))
-            self._list_body = (version, body.encode())
-        return self._list_body[1]
+        def restrict(statement: sa.Select[Any]) -> sa.Select[Any]:
+            return apply_scopes(statement, hooks, caller)
+
+        return restrict
 
     def collection(self, name: str) -> Collection:
         """The model whose wire name is ``name`` among the models of ``db``."""
@@ -199,8 +247,11 @@ class AppState:
         return collection
 
     def load_related(self, collection: Collection, key: Any) -> Any:
-        """The row of ``collection`` with primary key ``key``, or None."""
-        return self.db.session.get(collection.model, key)
+        """The row of ``collection`` with primary key ``key`` within its scope, or None."""
+        if collection.model not in self.extension.scopes:
+            return self.db.session.get(collection.model, key)
+        statement = sa.select(collection.model).where(collection.pk_attribute == key)
+        return self.db.session.scalars(self.restriction(collection)(statement)).first()
 
     def related_collection(self, field: ForeignKey) -> Collection:
         """The collection a ForeignKey param points to in this app."""

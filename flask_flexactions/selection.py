@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from .actions import Action
 from .errors import NON_FIELD_ERRORS, ActionError, InvalidId, ProtocolError
 from .models import Collection
+from .scoping import Restriction
 
 #: How many missing ids an error message lists before it only counts the rest.
 MISSING_IDS_SHOWN = 20
@@ -31,12 +32,14 @@ def parse_selection(
     action: Action,
     collection: Collection,
     wide_integer_ids: bool = False,
+    max_ids: int | None = None,
 ) -> Selection:
     """Read ``id``, ``ids`` and ``inverseIds`` from the request, or raise ProtocolError (400).
 
     ``ids`` and ``inverseIds`` may also sit in the user's ``values`` (an older variant of the
     protocol); they are taken out of ``values`` there unless the action declares such a param.
-    ``wide_integer_ids`` allows 64-bit ids on every integer key (SQLite).
+    ``wide_integer_ids`` allows 64-bit ids on every integer key (SQLite); more than
+    ``max_ids`` ids is refused before any is parsed.
     """
     raw_ids = request_params.get("ids")
     inverse = request_params.get("inverseIds")
@@ -53,6 +56,11 @@ def parse_selection(
     wire_ids = _wire_ids(raw_ids)
     if request_params.get("id") is not None:
         wire_ids.insert(0, request_params["id"])
+    if max_ids is not None and len(wire_ids) > max_ids:
+        raise ProtocolError(
+            f"Too many ids: {len(wire_ids)} sent, at most {max_ids} per request "
+            "(FLEXACTIONS_MAX_IDS). Select fewer records, or use inverseIds to exclude a few."
+        )
     try:
         ids = tuple(dict.fromkeys(collection.parse_id(v, wide_integer_ids) for v in wire_ids))
     except InvalidId as error:
@@ -85,17 +93,25 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 def load_rows(
-    session: Session, collection: Collection, selection: Selection, chunk_size: int
+    session: Session,
+    collection: Collection,
+    selection: Selection,
+    chunk_size: int,
+    restrict: Restriction | None = None,
 ) -> list[Any]:
     """Load the selected rows with one ``SELECT ... WHERE pk IN (...)`` per chunk of ids.
 
     Rows come in the order of the ids sent, or in primary key order for ``inverseIds``. Any id
-    without a row raises :class:`ActionError` naming the missing ids.
+    without a row raises :class:`ActionError` naming the missing ids. ``restrict`` narrows
+    every statement (row scoping): rows outside it count as missing.
     """
     model, pk = collection.model, collection.pk_attribute
     key = pk.key
+    base = sa.select(model)
+    if restrict is not None:
+        base = restrict(base)
     if selection.inverse:
-        statement = sa.select(model).order_by(pk)
+        statement = base.order_by(pk)
         if len(selection.ids) <= chunk_size:
             if selection.ids:
                 statement = statement.where(pk.not_in(selection.ids))
@@ -105,7 +121,7 @@ def load_rows(
         return [row for row in session.scalars(statement) if getattr(row, key) not in excluded]
     found: dict[Any, Any] = {}
     for chunk in _chunks(selection.ids, chunk_size):
-        for row in session.scalars(sa.select(model).where(pk.in_(chunk))):
+        for row in session.scalars(base.where(pk.in_(chunk))):
             found[getattr(row, key)] = row
     missing = [value for value in selection.ids if value not in found]
     if missing:

@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from .answers import INTERNAL_ERROR_MESSAGE, message_error
 from .body import parse_object
+from .caller import CALLER_KEY
 from .config import Settings
 from .cors import add_cors_headers
 from .errors import AuthenticationError, ProtocolError
@@ -23,8 +24,9 @@ MessageHandler = Callable[["AppState", dict[str, Any]], BaseResponse]
 
 
 def get_action_list(state: AppState, params: dict[str, Any]) -> BaseResponse:
-    """Answer ``get_action_list``: every registered action, as a JSON array."""
-    return current_app.response_class(state.action_list_body(), mimetype="application/json")
+    """Answer ``get_action_list``: the actions the caller may run, as a JSON array."""
+    body = state.listing.body(g.get(CALLER_KEY))
+    return current_app.response_class(body, mimetype="application/json")
 
 
 def _not_yet(name: str, why: str) -> MessageHandler:
@@ -56,7 +58,7 @@ def create_blueprint() -> Blueprint:
             methods=["GET", "POST", "OPTIONS"],
             provide_automatic_options=False,
         )
-    blueprint.after_request(_cors_headers)
+    blueprint.after_request(_response_headers)
     blueprint.register_error_handler(ProtocolError, _protocol_error)
     blueprint.register_error_handler(HTTPException, _http_error)
     return blueprint
@@ -71,7 +73,7 @@ def messages() -> BaseResponse:
         response = message_error("The Messages URL takes POST with a JSON body.", 405)
         response.headers["Allow"] = "POST, OPTIONS"
         return response
-    g.flexactions_caller = state.authenticate(request)
+    setattr(g, CALLER_KEY, state.authenticate(request))
     try:
         state.check_registrations()
     except ValueError:
@@ -123,7 +125,9 @@ def _read_envelope(settings: Settings) -> dict[str, Any]:
     return parse_object(data, settings.max_depth, "The request body")
 
 
-def _cors_headers(response: BaseResponse) -> BaseResponse:
+def _response_headers(response: BaseResponse) -> BaseResponse:
+    """CORS headers, and nosniff so a browser never runs an answer as another type."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
     state = current_app.extensions.get("flexactions")
     if state is not None:
         origin = request.headers.get("Origin")

@@ -582,6 +582,8 @@ def test_order_of_checks(
 # Volume
 
 
+# An app that raises the ids cap gets every id loaded, in few statements.
+@pytest.mark.parametrize("config", [{"FLEXACTIONS_MAX_IDS": 50_000}])
 def test_fifty_thousand_ids_in_one_bulk_request(
     app: Flask, flex: FlexActions, messages: Messages
 ) -> None:

@@ -611,14 +611,14 @@ def test_inverse_ids_loads_with_one_query(
             "text/csv",
             "users.csv",
             "text/csv; charset=utf-8",
-            "attachment; filename=users.csv",
+            'attachment; filename="users.csv"',
         ),
         (
             bytes(range(256)),
             "application/octet-stream",
             "dump.bin",
             "application/octet-stream",
-            "attachment; filename=dump.bin",
+            'attachment; filename="dump.bin"',
         ),
         (
             b"%PDF-1.4\n",

@@ -1,0 +1,51 @@
+"""Per-action permissions: which caller may see and run which action on which collection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from flask import current_app
+
+from .caller import Caller
+
+if TYPE_CHECKING:
+    from .actions import Action
+
+#: What ``permission=`` accepts: a role or permission name, or
+#: ``callable(caller, action, model) -> bool`` (``model`` is None for a common action).
+Permission = str | Callable[[Caller, "Action", Any], bool]
+
+
+def check_permission(permission: Any, action_name: str) -> Permission | None:
+    """``permission`` if it is a valid declaration, else a ``TypeError`` naming the fix."""
+    if permission is None or callable(permission):
+        return permission  # type: ignore[no-any-return]
+    if isinstance(permission, str) and permission:
+        return permission
+    raise TypeError(
+        f"Action {action_name!r}: permission must be a role name such as 'finance' or a "
+        f"callable (caller, action, model) -> bool, got {permission!r}."
+    )
+
+
+def may_run(caller: Caller, action: Action, model: type[Any] | None) -> bool:
+    """Whether ``caller`` may see and run ``action`` on ``model``.
+
+    Read-only callers may run nothing. A callable permission that raises counts as a refusal
+    (and is logged): a broken check must not open the action to everyone.
+    """
+    if caller.read_only:
+        return False
+    permission = action.permission
+    if permission is None:
+        return True
+    if isinstance(permission, str):
+        return caller.has_role(permission)
+    try:
+        return bool(permission(caller, action, model))
+    except Exception:
+        current_app.logger.exception(
+            "The permission check of the Flex action %r raised; access refused", action.name
+        )
+        return False
