@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Response, current_app
+from markupsafe import escape
 from werkzeug.wrappers import Response as BaseResponse
 
 from .errors import NON_FIELD_ERRORS, ErrorDict
@@ -16,12 +17,18 @@ from .errors import NON_FIELD_ERRORS, ErrorDict
 class Result:
     """A successful answer with a message, HTML to render, or both.
 
-    ``html`` is shown as markup by the admin UI: escape anything that came from users
-    (``markupsafe.escape``) before putting it there.
+    ``html`` is trusted markup: the admin UI renders it as it is. Build it from values that
+    came from users with ``markupsafe.Markup("<b>{}</b>").format(value)``, which escapes them,
+    or use :meth:`from_text` to show a plain message in the HTML answer.
     """
 
     message: str | None = None
     html: str | None = None
+
+    @classmethod
+    def from_text(cls, text: str, message: str | None = None) -> Result:
+        """A result whose ``html`` shows ``text`` as plain text, its markup escaped."""
+        return cls(message=message, html=str(escape(text)))
 
 
 #: The generic text of a 500 answer; the details go to the server log only.

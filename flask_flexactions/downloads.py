@@ -42,6 +42,10 @@ def ascii_filename(name: str) -> str:
     """An ASCII stand-in for ``name`` for clients that ignore ``filename*``."""
     folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
     folded = "".join(char if char.isprintable() else "_" for char in folded)
+    stem, dot, extension = folded.rpartition(".")
+    if dot and not stem.strip(". "):
+        # Nothing of the name survived the folding, only its extension.
+        folded = f"{FALLBACK_NAME}.{extension}"
     return safe_filename(folded)
 
 

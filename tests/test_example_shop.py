@@ -399,3 +399,36 @@ def test_main_prints_the_url_token_and_curl(
         "curl -s -X POST -H 'Authorization: Token test-token' -H 'Content-Type: application/json'"
         """ -d '{"name":"get_action_list"}' http://127.0.0.1:5123/flex/messages/"""
     ) in out
+
+
+# Connected to Jet Admin with JWT (a test key stands in for Jet Admin's)
+
+
+@pytest.mark.parametrize(
+    ("team", "sees_transfer", "status"), [("Finance", False, 403), ("finance", True, 200)]
+)
+def test_jet_admin_users_see_what_their_team_may_run(
+    monkeypatch: pytest.MonkeyPatch, team: str, sees_transfer: bool, status: int
+) -> None:
+    from tests.jet import PROJECT, KeyPair
+
+    keys = KeyPair()
+    monkeypatch.setenv("FLEXACTIONS_JET_PROJECT", PROJECT)
+    app = create_app({**CONFIG, "FLEXACTIONS_JET_PUBLIC_KEY": keys.public_pem})
+    client = app.test_client()
+    jwt = keys.token(projects={PROJECT: {"group": {"name": team}}})
+    headers = {"Authorization": f"JWT {jwt}"}
+    listing = client.post(URL, json={"name": "get_action_list"}, headers=headers).get_json()
+    names = {entry["name"] for entry in listing}
+    assert "ping" in names and ("account_transfer" in names) is sees_transfer
+    before = (get(app, Account, 1).balance, get(app, Account, 2).balance)
+    transfer = {"account_from": 1, "account_to": 2, "amount": "1.00"}
+    body = {
+        "name": "execute_action",
+        "params": {"name": "account_transfer", "model": "accounts", "params": transfer},
+    }
+    response = client.post(URL, json=body, headers=headers)
+    assert response.status_code == status
+    after = (get(app, Account, 1).balance, get(app, Account, 2).balance)
+    moved = Decimal("1.00") if status == 200 else Decimal(0)
+    assert after == (before[0] - moved, before[1] + moved)

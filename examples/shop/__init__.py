@@ -48,6 +48,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         # Jet Admin calls the Messages URL from the user's browser, on this origin.
         FLEXACTIONS_CORS_ORIGINS=["https://app.jetadmin.io"],
     )
+    # Connecting to Jet Admin: its project name turns on JWT, its project token turns on the
+    # Token/ProjectToken check (see the README's "Security" section).
+    for key in ("FLEXACTIONS_JET_PROJECT", "FLEXACTIONS_JET_PROJECT_TOKEN"):
+        if os.environ.get(key):
+            app.config[key] = os.environ[key]
     app.config.update(config or {})
     if not app.config.get("FLEXACTIONS_TOKEN"):
         app.config["FLEXACTIONS_TOKEN"] = os.environ.get(

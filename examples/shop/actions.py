@@ -115,9 +115,12 @@ def refund(order: Order, params: dict[str, Any]) -> str:
 
 # A collection action (for_instance=False): it runs on the accounts table, not on one row.
 # The accounts come in as ForeignKey params, already loaded; a missing one is a field error.
+# Only callers with the "finance" role (a Jet Admin team of that name) see and run it; the
+# shared token may run everything.
 @flex.action(
     Account,
     label="Transfer money",
+    permission="finance",
     params=[
         {
             "name": "account_from",
