@@ -47,6 +47,10 @@ class Action:
     permission: Permission | None = None
     #: Narrows the rows a record or bulk action may select, after the model's own scope.
     scope: ScopeHook | None = None
+    #: False runs a bulk action record by record, each in a SAVEPOINT, answering per id.
+    atomic: bool = True
+    #: Lock the selected rows and ForeignKey rows with ``SELECT ... FOR UPDATE`` first.
+    lock: bool = False
 
     @property
     def kind(self) -> ActionKind:
@@ -96,6 +100,8 @@ def make_action(
     description: str | None = None,
     permission: Any = None,
     scope: Any = None,
+    atomic: bool = True,
+    lock: bool = False,
 ) -> Action:
     """Check a declaration and build its :class:`Action`, or raise naming the fix."""
     if not callable(handler):
@@ -127,6 +133,13 @@ def make_action(
             f"Action {action_name!r}: for_instance/bulk need a model; pass the model class as "
             "the first argument, e.g. @flex.action(User, bulk=True)."
         )
+    if not isinstance(atomic, bool) or not isinstance(lock, bool):
+        raise TypeError(f"Action {action_name!r}: atomic and lock must be True or False.")
+    if not atomic and not bulk:
+        raise ValueError(
+            f"Action {action_name!r}: atomic=False runs a bulk action record by record; "
+            "use it with bulk=True."
+        )
     if scope is not None and not for_instance:
         raise ValueError(
             f"Action {action_name!r}: scope narrows the records a record or bulk action "
@@ -144,6 +157,8 @@ def make_action(
         model_list=model_list,
         permission=check_permission(permission, action_name),
         scope=check_scope(scope, f"Action {action_name!r}"),
+        atomic=atomic,
+        lock=lock,
     )
     try:
         json.dumps(action.wire())

@@ -29,6 +29,13 @@ DEFAULTS: dict[str, Any] = {
     "FLEXACTIONS_MAX_IDS": 10_000,
     # Ids per ``SELECT ... WHERE pk IN (...)`` statement when loading records.
     "FLEXACTIONS_ID_CHUNK_SIZE": 1000,
+    # The audit log of execute attempts: None (off), "table" (the flexactions_audit table),
+    # "logging" (the flask_flexactions.audit logger) or an object with write(record).
+    "FLEXACTIONS_AUDIT": None,
+    # Honour Idempotency-Key; the answers are kept in the flexactions_idempotency table.
+    "FLEXACTIONS_IDEMPOTENCY": True,
+    # Seconds an Idempotency-Key and its answer are kept.
+    "FLEXACTIONS_IDEMPOTENCY_TTL": 24 * 3600,
     # Jet Admin project name. Setting it accepts ``Authorization: JWT <token>`` whose
     # ``projects`` claim holds this project.
     "FLEXACTIONS_JET_PROJECT": None,
@@ -68,6 +75,9 @@ class Settings:
     jet_project_auth_url: str
     jet_auth_timeout: float
     jet_auth_cache_seconds: int
+    audit: Any
+    idempotency: bool
+    idempotency_ttl: int
 
     @property
     def cors_any_origin(self) -> bool:
@@ -138,4 +148,7 @@ def load_settings(app: Flask) -> Settings:
         jet_project_auth_url=_project_auth_url(app),
         jet_auth_timeout=_timeout(app),
         jet_auth_cache_seconds=_positive_int(app, "FLEXACTIONS_JET_AUTH_CACHE_SECONDS", 0),
+        audit=app.config["FLEXACTIONS_AUDIT"],
+        idempotency=bool(app.config["FLEXACTIONS_IDEMPOTENCY"]),
+        idempotency_ttl=_positive_int(app, "FLEXACTIONS_IDEMPOTENCY_TTL"),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app, g
+from flask import current_app, g, request
 from flask.signals import got_request_exception
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -18,10 +18,15 @@ from .answers import (
     message_error,
     success_answer,
 )
+from .audit import Attempt, AuditRecord, AuditSink, redact_params, summarize_target
 from .body import parse_object
 from .caller import CALLER_KEY
 from .downloads import secure_content_disposition
 from .errors import ActionError, ErrorDict, PermissionDenied, ProtocolError, validation_messages
+from .fields import ForeignKey
+from .idempotency import IdempotencyStore, Reservation, fingerprint, idempotency_key
+from .locking import lock_rows, supports_row_locks
+from .per_record import run_per_record
 from .permissions import may_run
 from .selection import load_rows, parse_selection
 
@@ -30,42 +35,172 @@ if TYPE_CHECKING:
 
 
 def execute_action(state: AppState, request_params: dict[str, Any]) -> BaseResponse:
-    """Answer an ``execute_action`` message (the request's ``params`` object)."""
+    """Answer an ``execute_action`` message (the request's ``params`` object), and write the
+    attempt to the audit log when one is configured."""
+    attempt = Attempt(caller=g.get(CALLER_KEY))
+    status = 500
+    try:
+        response = _execute(state, request_params, attempt)
+        status = response.status_code
+        return response
+    except (ProtocolError, HTTPException) as error:
+        status = error.status if isinstance(error, ProtocolError) else (error.code or 500)
+        if attempt.handler_called:
+            attempt.outcome = "failed"
+        else:
+            attempt.outcome = "refused" if status == 403 else "invalid"
+        raise
+    finally:
+        if state.audit is not None:
+            _write_audit(state.audit, attempt.record(status))
+
+
+def _execute(state: AppState, request_params: dict[str, Any], attempt: Attempt) -> BaseResponse:
     name = request_params.get("name")
     if not isinstance(name, str) or not name:
         raise ProtocolError("execute_action needs params.name, the action's name.")
     model = request_params.get("model")
     if model is not None and not isinstance(model, str):
         raise ProtocolError("params.model must be the collection's name, a string.")
+    attempt.action, attempt.model = name, model
     action = state.registry.find(model or None, name)
+    attempt.secret = action.params.secret_names
     _check_permission(action, model)
     values = _user_values(request_params.get("params"), state.settings.max_depth)
+    attempt.params = redact_params(values, attempt.secret)
+    if action.for_instance:
+        attempt.target = _target(request_params, values)
+    reservation = None
+    if state.idempotency is not None:
+        key = idempotency_key(request, request_params)
+        if key is not None:
+            caller = attempt.caller
+            scope = f"{caller.scheme}:{caller.id}|{model}|{action.name}" if caller else ""
+            reserved = state.idempotency.reserve(scope, key, fingerprint(request_params))
+            if isinstance(reserved, BaseResponse):
+                attempt.outcome = "replayed"
+                return reserved
+            reservation = reserved
+    return _run(state, action, model, request_params, values, attempt, reservation)
+
+
+def _run(
+    state: AppState,
+    action: Action,
+    model: str | None,
+    request_params: dict[str, Any],
+    values: dict[str, Any],
+    attempt: Attempt,
+    reservation: Reservation | None,
+) -> BaseResponse:
+    """Run the handler in one transaction; answers that roll back are built here too."""
     session = state.db.session
+    store = state.idempotency
     try:
         arguments = _resolve(state, action, model, request_params, values)
-        answer = success_answer(action.handler(*arguments))
-        if isinstance(answer, dict) and answer["result"] is False:
-            _rollback(session)
-            return json_response(answer)
+        if action.lock and supports_row_locks(session):
+            lock_rows(session, _lockable(action, arguments), state.settings.id_chunk_size)
+        attempt.handler_called = True
+        if action.atomic:
+            answer = success_answer(action.handler(*arguments))
+        else:
+            key = action.collection(model or "").pk_attribute.key
+            answer = run_per_record(session, action.handler, arguments[0], arguments[1], key)
+        if isinstance(answer, dict) and answer["result"] is False and action.atomic:
+            raise _Refused(answer)
+        response = answer if isinstance(answer, BaseResponse) else json_response(answer)
+        secure_content_disposition(response.headers)
+        if reservation is not None and store is not None:
+            store.complete_in(session, reservation, response)
         session.commit()
-    except ActionError as error:
+    except _Refused as refused:
         _rollback(session)
-        return error_response(error.errors)
-    except ValidationError as error:
+        response = json_response(refused.answer)
+        attempt.outcome = "failed"
+    except (ActionError, ValidationError) as error:
         _rollback(session)
-        return error_response(validation_messages(error.messages))
+        if isinstance(error, ActionError):
+            attempt.errors = error.errors
+        else:
+            attempt.errors = validation_messages(error.messages)
+        response = error_response(attempt.errors)
+        attempt.outcome = "failed" if attempt.handler_called else "invalid"
     except (ProtocolError, HTTPException):
         _rollback(session)
+        _release(store, reservation)
         raise
     except Exception as error:
         _rollback(session)
+        _release(store, reservation)
         current_app.logger.exception("Flex action %r on %r failed", action.name, model)
         got_request_exception.send(current_app._get_current_object(), exception=error)  # type: ignore[attr-defined]
+        attempt.outcome = "failed" if attempt.handler_called else "invalid"
         return message_error(INTERNAL_ERROR_MESSAGE, 500)
-    if isinstance(answer, BaseResponse):
-        secure_content_disposition(answer.headers)
-        return answer
-    return json_response(answer)
+    else:
+        attempt.outcome = "ran"
+        if isinstance(answer, dict) and answer["result"] is False:
+            attempt.outcome, attempt.errors = "failed", answer.get("errors")
+        return response
+    if reservation is not None and store is not None:
+        try:
+            store.complete(reservation, response)
+        except Exception:
+            current_app.logger.exception("Storing the answer of an Idempotency-Key failed")
+            _release(store, reservation)
+    return response
+
+
+class _Refused(Exception):
+    """The handler returned False: roll back and send ``answer``."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        super().__init__()
+        self.answer = answer
+
+
+def _lockable(action: Action, arguments: tuple[Any, ...]) -> list[Any]:
+    """The rows ``lock=True`` locks: the selected records and the ForeignKey params' rows."""
+    rows: list[Any] = []
+    if action.kind is ActionKind.BULK:
+        rows.extend(arguments[0])
+    elif action.kind is ActionKind.RECORD:
+        rows.append(arguments[0])
+    loaded = arguments[-1]
+    for name, field in action.params.schema.load_fields.items():
+        if isinstance(field, ForeignKey) and loaded.get(name) is not None:
+            rows.append(loaded[name])
+    return rows
+
+
+def _target(request_params: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """The selection as sent, for the audit log (never raises)."""
+    raw = request_params.get("ids", values.get("ids"))
+    if isinstance(raw, str):
+        ids: list[Any] = raw.split(",") if raw else []
+    elif isinstance(raw, list):
+        ids = list(raw)
+    else:
+        ids = [] if raw is None else [raw]
+    if request_params.get("id") is not None:
+        ids.insert(0, request_params["id"])
+    inverse = request_params.get("inverseIds", values.get("inverseIds")) is True
+    return summarize_target(ids, inverse)
+
+
+def _release(store: IdempotencyStore | None, reservation: Reservation | None) -> None:
+    if store is None or reservation is None:
+        return
+    try:
+        store.release(reservation)
+    except Exception:
+        current_app.logger.exception("Releasing an Idempotency-Key failed")
+
+
+def _write_audit(sink: AuditSink, record: AuditRecord) -> None:
+    try:
+        sink.write(record)
+    except Exception:
+        current_app.logger.exception("Writing the Flex Actions audit record failed")
 
 
 def _check_permission(action: Action, model: str | None) -> None:

@@ -6,13 +6,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, g
+from flask import Blueprint, Flask, current_app, g
 
 from .actions import Action, ActionRegistry, ParamsDeclaration, make_action
+from .audit import AuditRecord, TableAuditSink, make_sink
 from .auth import Authentication, Authenticator
 from .caller import CALLER_KEY, Caller
 from .config import Settings, load_settings
 from .fields import ForeignKey
+from .idempotency import IdempotencyStore
 from .listing import ActionListing
 from .models import Collection, mapper_of
 from .permissions import Permission
@@ -84,6 +86,8 @@ class FlexActions:
         description: str | None = None,
         permission: Permission | None = None,
         scope: ScopeHook | None = None,
+        atomic: bool = True,
+        lock: bool = False,
     ) -> Callable[[F], F]:
         """Register the decorated function as an action and return it unchanged.
 
@@ -99,6 +103,10 @@ class FlexActions:
             callable ``(caller, action, model) -> bool``. None lets every caller.
         :param scope: a hook ``(statement, caller) -> statement`` narrowing the records a record
             or bulk action may select, on top of the model's own :meth:`scope`.
+        :param atomic: False runs a bulk action record by record, each in a SAVEPOINT, and
+            answers with the outcome of each id; True (the default) is all or nothing.
+        :param lock: lock the selected rows and ForeignKey params' rows with ``SELECT ... FOR
+            UPDATE`` in primary key order before the handler runs (no-op on SQLite).
         """
 
         def decorator(handler: F) -> F:
@@ -113,6 +121,8 @@ class FlexActions:
                 description=description,
                 permission=permission,
                 scope=scope,
+                atomic=atomic,
+                lock=lock,
             )
             return handler
 
@@ -131,6 +141,8 @@ class FlexActions:
         description: str | None = None,
         permission: Permission | None = None,
         scope: ScopeHook | None = None,
+        atomic: bool = True,
+        lock: bool = False,
     ) -> Action:
         """Register ``handler`` as an action; the plain twin of :meth:`action`.
 
@@ -147,6 +159,8 @@ class FlexActions:
             description=description,
             permission=permission,
             scope=scope,
+            atomic=atomic,
+            lock=lock,
         )
         self.registry.add(action)
         return action
@@ -194,6 +208,20 @@ class FlexActions:
         """The callable registered with :meth:`authenticator`, if any."""
         return self._authenticator
 
+    def audit_records(self, **filters: Any) -> list[AuditRecord]:
+        """The audit log of the current app, newest first; needs ``FLEXACTIONS_AUDIT="table"``.
+
+        Filters: ``action``, ``caller_id``, ``outcome``, ``since`` (a datetime), ``limit``
+        (100 by default). Call it inside an app context.
+        """
+        state: AppState = current_app.extensions[EXTENSION_KEY]
+        if not isinstance(state.audit, TableAuditSink):
+            raise RuntimeError(
+                'The audit log is read from its table: set FLEXACTIONS_AUDIT = "table" (the '
+                "logging sink writes to the flask_flexactions.audit logger instead)."
+            )
+        return state.audit.records(**filters)
+
     @property
     def blueprint(self) -> Blueprint:
         """The blueprint serving the Messages URL; register it with a ``url_prefix``."""
@@ -213,6 +241,10 @@ class AppState:
         self.settings = settings
         self.authenticate = Authentication(settings, lambda: extension.custom_authenticator)
         self.listing = ActionListing(extension.registry)
+        self.audit = make_sink(settings.audit, db)
+        self.idempotency = (
+            IdempotencyStore(db, settings.idempotency_ttl) if settings.idempotency else None
+        )
         self._collections: dict[str, Collection | None] | None = None
         self._checked_version = -1
         self._wide_integer_ids: bool | None = None

@@ -13,7 +13,7 @@ from .fields import FIELD_TYPES, TEXT_FIELD_TYPES, ForeignKey, Select, WireField
 
 #: Keys a param declaration in the list-of-dicts format may have.
 PARAM_KEYS = frozenset(
-    {"name", "field", "required", "params", "label", "verbose_name", "description"}
+    {"name", "field", "required", "params", "label", "verbose_name", "description", "secret"}
 )
 
 
@@ -33,6 +33,16 @@ class ParamSpec:
     def names(self) -> frozenset[str]:
         """The wire names of the declared params."""
         return frozenset(param["name"] for param in self.wire)
+
+    @property
+    def secret_names(self) -> frozenset[str]:
+        """The wire names of the params marked secret (``"secret": True``, or
+        ``metadata={"secret": True}`` on a Schema field): the audit log never holds them."""
+        return frozenset(
+            field.data_key or name
+            for name, field in self.schema.load_fields.items()
+            if field.metadata.get("secret") is True
+        )
 
     def load(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Validate and convert the user's values, or raise ``marshmallow.ValidationError``.
@@ -97,12 +107,16 @@ def _field_from_dict(declaration: Mapping[str, Any], action: str) -> tuple[str, 
             f"use one of {', '.join(sorted(FIELD_TYPES))}."
         )
     required = declaration.get("required", False)
+    secret = declaration.get("secret", False)
     if not isinstance(required, bool):
         raise TypeError(f"{where}: 'required' must be True or False.")
+    if not isinstance(secret, bool):
+        raise TypeError(f"{where}: 'secret' must be True or False.")
     options = dict(declaration.get("params") or {})
     metadata: dict[str, Any] = {
         "label": declaration.get("label") or declaration.get("verbose_name"),
         "description": declaration.get("description"),
+        "secret": secret,
     }
     kwargs: dict[str, Any] = {"required": required, "metadata": metadata}
     if wire_type == "ForeignKey":
