@@ -24,6 +24,7 @@ def ran(app: Flask, flex: FlexActions) -> list[Any]:
     calls: list[Any] = []
     with app.app_context():
         db.session.add_all([User(id=1, name="ann"), User(id=2, name="bob")])
+        db.session.flush()  # no relationship() tells the unit of work users go first
         db.session.add_all(
             Order(id=order, user_id=owner, total=decimal.Decimal(10))
             for order, owner in OWNERS.items()

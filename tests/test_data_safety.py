@@ -1,0 +1,490 @@
+"""Data safety: per-record bulk runs, lock declarations, Idempotency-Key and the audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask, Request, send_file
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from flask_flexactions import ActionError, Caller, FlexActions
+from flask_flexactions.audit import AuditRecord
+from flask_flexactions.idempotency import IDEMPOTENCY_TABLE
+from tests.conftest import AUTH, URL
+from tests.models import User, db
+
+SECRET = "hunter2-very-secret"
+
+
+@pytest.fixture
+def users(app: Flask) -> None:
+    with app.app_context():
+        db.session.add_all(User(id=i, name=f"user{i}") for i in range(1, 6))
+        db.session.commit()
+
+
+def names(app: Flask) -> dict[int, str]:
+    with app.app_context():
+        return {user.id: user.name for user in db.session.scalars(sa.select(User))}
+
+
+def execute(
+    client: FlaskClient, headers: dict[str, str] | None = None, **params: Any
+) -> TestResponse:
+    return client.post(
+        URL, json={"name": "execute_action", "params": params}, headers={**AUTH, **(headers or {})}
+    )
+
+
+# atomic=False
+
+
+@pytest.fixture
+def rename_each(flex: FlexActions, users: None) -> list[int]:
+    calls: list[int] = []
+
+    @flex.action(User, bulk=True, atomic=False)
+    def rename(rows: list[User], params: dict[str, Any]) -> Any:
+        (user,) = rows
+        calls.append(user.id)
+        user.name = f"renamed{user.id}"
+        if user.id == 2:
+            raise ActionError("User 2 is protected.")
+        if user.id == 3:
+            return False
+        if user.id == 4:
+            raise RuntimeError("boom")
+        return f"done {user.id}"
+
+    return calls
+
+
+def test_per_record_outcomes(app: Flask, client: FlaskClient, rename_each: list[int]) -> None:
+    response = execute(client, name="rename", model="users", ids=[5, 1, 2, 3, 4])
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "result": False,
+        "message": "2 of 5 records done, 3 failed.",
+        "errors": {"non_field_errors": ["Failed on the ids 2, 3, 4."]},
+        "records": [
+            {"id": 5, "result": True, "message": "done 5"},
+            {"id": 1, "result": True, "message": "done 1"},
+            {"id": 2, "result": False, "errors": {"non_field_errors": ["User 2 is protected."]}},
+            {
+                "id": 3,
+                "result": False,
+                "errors": {"non_field_errors": ["The action refused this record."]},
+            },
+            {
+                "id": 4,
+                "result": False,
+                "errors": {
+                    "non_field_errors": [
+                        "The action failed on this record; the error has been logged."
+                    ]
+                },
+            },
+        ],
+    }
+    assert rename_each == [5, 1, 2, 3, 4]
+    # Exactly the records reported as done are committed.
+    assert names(app) == {1: "renamed1", 2: "user2", 3: "user3", 4: "user4", 5: "renamed5"}
+
+
+def test_per_record_all_done(app: Flask, client: FlaskClient, rename_each: list[int]) -> None:
+    response = execute(client, name="rename", model="users", ids="1,5")
+    body = response.get_json()
+    assert body["result"] is True and body["message"] == "2 of 2 records done, 0 failed."
+    assert "errors" not in body
+    assert names(app)[1] == "renamed1" and names(app)[5] == "renamed5"
+
+
+def test_per_record_refuses_files(
+    app: Flask, flex: FlexActions, client: FlaskClient, users: None
+) -> None:
+    @flex.action(User, bulk=True, atomic=False)
+    def export(rows: list[User], params: dict[str, Any]) -> Any:
+        rows[0].name = "x"
+        return send_file(io.BytesIO(b"x"), download_name="x.txt")
+
+    body = execute(client, name="export", model="users", ids=[1]).get_json()
+    assert body["records"][0]["result"] is False
+    assert names(app)[1] == "user1"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"atomic": False}, ValueError, "use it with bulk=True"),
+        ({"atomic": False, "for_instance": True}, ValueError, "use it with bulk=True"),
+        ({"atomic": 0, "bulk": True}, TypeError, "atomic and lock must be True or False"),
+        ({"lock": "yes"}, TypeError, "atomic and lock must be True or False"),
+    ],
+)
+def test_declaration_checks(
+    flex: FlexActions, kwargs: dict[str, Any], error: type, match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        flex.register_action(lambda rows, params: None, User, name="x", **kwargs)
+
+
+def test_lock_runs_on_every_database(
+    app: Flask, flex: FlexActions, client: FlaskClient, users: None
+) -> None:
+    @flex.action(
+        User,
+        bulk=True,
+        lock=True,
+        params=[
+            {"name": "peer", "field": "ForeignKey", "params": {"related_model": {"model": User}}}
+        ],
+    )
+    def pair(rows: list[User], params: dict[str, Any]) -> str:
+        for user in rows:
+            user.name = f"peer of {params['peer'].id}"
+        return "ok"
+
+    response = execute(client, name="pair", model="users", ids=[3, 1], params={"peer": 5})
+    assert response.get_json() == {"result": True, "message": "ok"}
+    assert names(app)[3] == "peer of 5"
+
+
+# Idempotency-Key
+
+
+@pytest.fixture
+def counted(flex: FlexActions, users: None) -> list[str]:
+    calls: list[str] = []
+
+    @flex.action(User, for_instance=True, params=[{"name": "name", "field": "CharField"}])
+    def rename(user: User, params: dict[str, Any]) -> str:
+        calls.append(params.get("name", ""))
+        if params.get("name") == "refuse":
+            raise ActionError(errors={"name": ["Not that one."]})
+        if params.get("name") == "crash":
+            raise RuntimeError("boom")
+        user.name = params["name"]
+        return f"renamed to {user.name}"
+
+    return calls
+
+
+KEY = {"Idempotency-Key": "3f6c1b7e-5d1a-4c55-9d7f-0d5f1f1f9a01"}
+
+
+def test_the_same_key_replays_the_first_answer(
+    app: Flask, client: FlaskClient, counted: list[str]
+) -> None:
+    first = execute(client, KEY, name="rename", model="users", id=1, params={"name": "ann"})
+    assert first.get_json() == {"result": True, "message": "renamed to ann"}
+    assert "Idempotent-Replayed" not in first.headers
+    with app.app_context():
+        db.session.execute(sa.update(User).where(User.id == 1).values(name="changed since"))
+        db.session.commit()
+    second = execute(client, KEY, name="rename", model="users", id=1, params={"name": "ann"})
+    assert second.status_code == 200 and second.data == first.data
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert second.headers["Content-Type"] == first.headers["Content-Type"]
+    assert counted == ["ann"] and names(app)[1] == "changed since"
+
+
+def test_request_id_param_works_like_the_header(client: FlaskClient, counted: list[str]) -> None:
+    for _ in range(3):
+        response = execute(
+            client, name="rename", model="users", id=1, params={"name": "bo"}, request_id="abc-1"
+        )
+        assert response.get_json()["result"] is True
+    assert counted == ["bo"]
+
+
+def test_another_payload_with_the_same_key_is_422(
+    app: Flask, client: FlaskClient, counted: list[str]
+) -> None:
+    execute(client, KEY, name="rename", model="users", id=1, params={"name": "ann"})
+    response = execute(client, KEY, name="rename", model="users", id=1, params={"name": "eve"})
+    assert response.status_code == 422
+    assert "different request" in response.get_json()["errors"]["non_field_errors"][0]
+    assert counted == ["ann"] and names(app)[1] == "ann"
+
+
+def test_a_key_still_running_is_409(app: Flask, client: FlaskClient, counted: list[str]) -> None:
+    store = app.extensions["flexactions"].idempotency
+    real_complete_in = store.complete_in
+    inner: list[int] = []
+
+    def duplicate_arrives(session: Any, reservation: Any, response: Any) -> None:
+        # While the first run is still open, the same request comes again.
+        duplicate = execute(
+            app.test_client(), KEY, name="rename", model="users", id=1, params={"name": "ann"}
+        )
+        inner.append(duplicate.status_code)
+        real_complete_in(session, reservation, response)
+
+    store.complete_in = duplicate_arrives
+    first = execute(client, KEY, name="rename", model="users", id=1, params={"name": "ann"})
+    assert first.get_json()["result"] is True
+    assert inner == [409] and counted == ["ann"]
+
+
+def test_failed_answers_are_replayed_too(client: FlaskClient, counted: list[str]) -> None:
+    first = execute(client, KEY, name="rename", model="users", id=1, params={"name": "refuse"})
+    second = execute(client, KEY, name="rename", model="users", id=1, params={"name": "refuse"})
+    assert first.get_json()["result"] is False and second.data == first.data
+    assert counted == ["refuse"]
+
+
+@pytest.mark.parametrize("params", [{"name": "crash"}, {"name": 7}], ids=["500", "invalid"])
+def test_errors_that_may_pass_on_retry_release_the_key(
+    client: FlaskClient, counted: list[str], params: dict[str, Any]
+) -> None:
+    first = execute(client, KEY, name="rename", model="users", id=1, params=params)
+    again = execute(client, KEY, name="rename", model="users", id=1, params=params)
+    assert first.status_code == again.status_code
+    if first.status_code == 500:
+        assert counted == ["crash", "crash"]
+
+
+def test_protocol_errors_release_the_key(
+    app: Flask, client: FlaskClient, counted: list[str]
+) -> None:
+    assert execute(client, KEY, name="rename", model="users", id="x").status_code == 400
+    with app.app_context():
+        assert (
+            db.session.scalar(sa.select(sa.func.count()).select_from(sa.table(IDEMPOTENCY_TABLE)))
+            == 0
+        )
+
+
+def test_keys_are_private_to_caller_and_action(
+    app: Flask, flex: FlexActions, client: FlaskClient, counted: list[str]
+) -> None:
+    @flex.authenticator
+    def by_header(request: Request) -> Caller | None:
+        user = request.headers.get("X-User")
+        return Caller(id=user, superuser=True) if user else None
+
+    for user in ("ann", "bob"):
+        headers = {**KEY, "Authorization": "", "X-User": user}
+        response = execute(
+            client, headers, name="rename", model="users", id=1, params={"name": user}
+        )
+        assert response.get_json()["result"] is True
+    assert counted == ["ann", "bob"]
+
+
+def test_keys_expire(app: Flask, client: FlaskClient, counted: list[str]) -> None:
+    execute(client, KEY, name="rename", model="users", id=1, params={"name": "ann"})
+    with app.app_context():
+        table = app.extensions["flexactions"].idempotency.table
+        past = dt.datetime(2000, 1, 1)
+        db.session.execute(table.update().values(expires_at=past))
+        db.session.commit()
+    execute(client, KEY, name="rename", model="users", id=1, params={"name": "ann"})
+    assert counted == ["ann", "ann"]
+
+
+def test_file_answers_are_replayed_byte_for_byte(
+    flex: FlexActions, client: FlaskClient, users: None
+) -> None:
+    calls: list[int] = []
+
+    @flex.action(User, bulk=True)
+    def export(rows: list[User], params: dict[str, Any]) -> Any:
+        calls.append(len(rows))
+        data = ",".join(user.name for user in rows).encode()
+        return send_file(io.BytesIO(data), as_attachment=True, download_name="users é.csv")
+
+    first = execute(client, KEY, name="export", model="users", ids=[2, 1])
+    second = execute(client, KEY, name="export", model="users", ids=[2, 1])
+    assert first.data == second.data == b"user2,user1"
+    assert second.headers["Content-Disposition"] == first.headers["Content-Disposition"]
+    assert calls == [2]
+
+
+@pytest.mark.parametrize(
+    ("key", "request_id"),
+    [("", None), ("a b", None), ("x" * 256, None), ("é", None), (None, 5), ("a", "b")],
+    ids=["empty", "space", "too-long", "non-ascii", "not-a-string", "header-and-param-differ"],
+)
+def test_malformed_keys_are_400(
+    client: FlaskClient, counted: list[str], key: str | None, request_id: Any
+) -> None:
+    headers = {} if key is None else {"Idempotency-Key": key}
+    extra = {} if request_id is None else {"request_id": request_id}
+    response = execute(
+        client, headers, name="rename", model="users", id=1, params={"name": "z"}, **extra
+    )
+    assert response.status_code == 400
+    assert counted == []
+
+
+@pytest.mark.parametrize("config", [{"FLEXACTIONS_IDEMPOTENCY": False}])
+def test_idempotency_can_be_off(client: FlaskClient, counted: list[str]) -> None:
+    for _ in range(2):
+        execute(client, KEY, name="rename", model="users", id=1, params={"name": "ann"})
+    assert counted == ["ann", "ann"]
+
+
+# The audit log
+
+
+@pytest.fixture
+def audited(flex: FlexActions, users: None) -> None:
+    @flex.authenticator
+    def by_header(request: Request) -> Caller | None:
+        if request.headers.get("X-User") == "ro":
+            return Caller(id="ro", read_only=True)
+        return None
+
+    @flex.action(
+        User,
+        for_instance=True,
+        params=[
+            {"name": "password", "field": "CharField", "required": True, "secret": True},
+            {"name": "mode", "field": "CharField"},
+        ],
+    )
+    def set_password(user: User, params: dict[str, Any]) -> str:
+        user.name = "changed"
+        if params.get("mode") == "refuse":
+            raise ActionError(errors={"password": [f"Too weak: {params['password']}"]})
+        if params.get("mode") == "crash":
+            raise RuntimeError(params["password"])
+        return "ok"
+
+
+# One attempt of every kind: (headers, params, outcome, status).
+ATTEMPTS: list[tuple[dict[str, str], dict[str, Any], str, int]] = [
+    ({}, {"id": 1, "params": {"password": SECRET}}, "ran", 200),
+    ({}, {"id": 1, "params": {"password": SECRET, "mode": "refuse"}}, "failed", 200),
+    ({}, {"id": 1, "params": {"password": SECRET, "mode": "crash"}}, "failed", 500),
+    ({}, {"id": 99, "params": {"password": SECRET}}, "invalid", 200),
+    ({}, {"id": 1, "params": {"mode": "no password"}}, "invalid", 200),
+    ({}, {"id": "not-an-id", "params": {"password": SECRET}}, "invalid", 400),
+    (
+        {"Authorization": "", "X-User": "ro"},
+        {"id": 1, "params": {"password": SECRET}},
+        "refused",
+        403,
+    ),
+]
+
+
+@pytest.mark.parametrize("config", [{"FLEXACTIONS_AUDIT": "table"}])
+def test_every_attempt_is_recorded_once_without_secrets(
+    app: Flask, flex: FlexActions, client: FlaskClient, audited: None
+) -> None:
+    rounds = 3
+    for _ in range(rounds):
+        for headers, params, _, status in ATTEMPTS:
+            response = execute(client, headers, name="set_password", model="users", **params)
+            assert response.status_code == status
+    with app.app_context():
+        records = flex.audit_records(limit=1000)
+    assert len(records) == rounds * len(ATTEMPTS)
+    expected = [(outcome, status) for _, _, outcome, status in ATTEMPTS] * rounds
+    assert [(r.outcome, r.status) for r in reversed(records)] == expected
+    for record in records:
+        assert SECRET not in json.dumps(record.__dict__, default=str)
+        assert record.action == "set_password" and record.model == "users"
+        assert record.duration_ms >= 0
+    ran = records[-1]
+    assert ran.caller_scheme == "token" and ran.target == {"ids": ["1"]}
+    assert ran.params == {"password": "[redacted]"}
+    assert records[-2].errors == {"password": ["[redacted]"]}
+    assert records[0].caller_id == "ro"
+    # The failed and refused attempts rolled back; the audit records stayed.
+    assert names(app)[1] == "changed"
+
+
+@pytest.mark.parametrize("config", [{"FLEXACTIONS_AUDIT": "table"}])
+def test_audit_read_api_filters(
+    app: Flask, flex: FlexActions, client: FlaskClient, audited: None
+) -> None:
+    for headers, params, _, _ in ATTEMPTS:
+        execute(client, headers, name="set_password", model="users", **params)
+    execute(client, name="nope", model="users")
+    with app.app_context():
+        assert len(flex.audit_records(outcome="invalid")) == 4
+        assert [r.action for r in flex.audit_records(action="nope")] == ["nope"]
+        assert len(flex.audit_records(caller_id="ro")) == 1
+        assert len(flex.audit_records(limit=2)) == 2
+        future = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+        assert flex.audit_records(since=future.replace(tzinfo=None)) == []
+
+
+def test_large_selections_are_counted_and_hashed(app: Flask, flex: FlexActions) -> None:
+    records: list[AuditRecord] = []
+
+    class Sink:
+        def write(self, record: AuditRecord) -> None:
+            records.append(record)
+
+    other = Flask(__name__)
+    other.config.update(
+        SQLALCHEMY_DATABASE_URI=app.config["SQLALCHEMY_DATABASE_URI"],
+        FLEXACTIONS_TOKEN=AUTH["Authorization"].split()[1],
+        FLEXACTIONS_AUDIT=Sink(),
+    )
+    extension = FlexActions(other, db=db)
+    other.register_blueprint(extension.blueprint, url_prefix="/flex")
+    extension.register_action(lambda rows, params: None, User, name="noop", bulk=True)
+    execute(other.test_client(), name="noop", model="users", ids=list(range(1, 202)))
+    (record,) = records
+    assert record.target is not None and record.target["count"] == 201
+    assert len(record.target["sha256"]) == 64 and "ids" not in record.target
+
+
+@pytest.mark.parametrize("config", [{"FLEXACTIONS_AUDIT": "logging"}])
+def test_logging_sink(client: FlaskClient, audited: None, caplog: Any) -> None:
+    with caplog.at_level(logging.INFO, logger="flask_flexactions.audit"):
+        execute(client, name="set_password", model="users", id=1, params={"password": SECRET})
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "flask_flexactions.audit"]
+    assert json.loads(line)["outcome"] == "ran" and SECRET not in line
+
+
+def test_a_failing_sink_does_not_change_the_answer(
+    app: Flask, flex: FlexActions, users: None, caplog: Any
+) -> None:
+    class Broken:
+        def write(self, record: AuditRecord) -> None:
+            raise OSError("disk full")
+
+    app.extensions["flexactions"].audit = Broken()
+
+    @flex.action()
+    def ping(params: dict[str, Any]) -> str:
+        return "pong"
+
+    response = execute(app.test_client(), name="ping")
+    assert response.get_json() == {"result": True, "message": "pong"}
+    assert "Writing the Flex Actions audit record failed" in caplog.text
+
+
+def test_reading_the_log_needs_the_table_sink(app: Flask, flex: FlexActions) -> None:
+    with app.app_context(), pytest.raises(RuntimeError, match='FLEXACTIONS_AUDIT = "table"'):
+        flex.audit_records()
+
+
+@pytest.mark.parametrize("setting", ["file", 3])
+def test_bad_audit_setting(app: Flask, setting: Any) -> None:
+    other = Flask(__name__)
+    other.config.update(
+        SQLALCHEMY_DATABASE_URI=app.config["SQLALCHEMY_DATABASE_URI"], FLEXACTIONS_AUDIT=setting
+    )
+    with pytest.raises(ValueError, match="FLEXACTIONS_AUDIT must be"):
+        FlexActions(other, db=db)
+
+
+def test_secret_must_be_a_bool(flex: FlexActions) -> None:
+    with pytest.raises(TypeError, match="'secret' must be True or False"):
+        flex.register_action(
+            lambda params: None, name="x", params=[{"name": "p", "field": "CharField", "secret": 1}]
+        )
