@@ -16,6 +16,7 @@ from .errors import (
     ServiceUnavailable,
 )
 from .extension import FlexActions
+from .jobs import JobCancelled, report_progress
 
 try:
     __version__ = version("flask-flexactions")
@@ -30,10 +31,12 @@ __all__ = [
     "Caller",
     "FlexActions",
     "FlexActionsError",
+    "JobCancelled",
     "PermissionDenied",
     "Result",
     "ServiceUnavailable",
     "__version__",
     "current_caller",
     "fields",
+    "report_progress",
 ]

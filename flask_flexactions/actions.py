@@ -51,6 +51,8 @@ class Action:
     atomic: bool = True
     #: Lock the selected rows and ForeignKey rows with ``SELECT ... FOR UPDATE`` first.
     lock: bool = False
+    #: Queue the run as a background job (Celery) instead of running it in the request.
+    background: bool = False
 
     @property
     def kind(self) -> ActionKind:
@@ -102,6 +104,7 @@ def make_action(
     scope: Any = None,
     atomic: bool = True,
     lock: bool = False,
+    background: bool = False,
 ) -> Action:
     """Check a declaration and build its :class:`Action`, or raise naming the fix."""
     if not callable(handler):
@@ -133,8 +136,10 @@ def make_action(
             f"Action {action_name!r}: for_instance/bulk need a model; pass the model class as "
             "the first argument, e.g. @flex.action(User, bulk=True)."
         )
-    if not isinstance(atomic, bool) or not isinstance(lock, bool):
-        raise TypeError(f"Action {action_name!r}: atomic and lock must be True or False.")
+    if not all(isinstance(flag, bool) for flag in (atomic, lock, background)):
+        raise TypeError(
+            f"Action {action_name!r}: atomic, lock and background must be True or False."
+        )
     if not atomic and not bulk:
         raise ValueError(
             f"Action {action_name!r}: atomic=False runs a bulk action record by record; "
@@ -159,6 +164,7 @@ def make_action(
         scope=check_scope(scope, f"Action {action_name!r}"),
         atomic=atomic,
         lock=lock,
+        background=background,
     )
     try:
         json.dumps(action.wire())

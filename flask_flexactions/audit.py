@@ -29,8 +29,9 @@ REDACTED = "[redacted]"
 #: ``failed``: the handler ran and refused, raised or crashed; rolled back (``atomic=False``:
 #: some records failed). ``invalid``: a protocol error, invalid params or missing rows; the
 #: handler never ran. ``refused``: the caller may not run it (403). ``replayed``: an
-#: ``Idempotency-Key`` answered from the first run's stored answer.
-OUTCOMES = ("ran", "failed", "invalid", "refused", "replayed")
+#: ``Idempotency-Key`` answered from the first run's stored answer. ``queued``: a background
+#: job was queued (its run in the worker is a record of its own).
+OUTCOMES = ("ran", "failed", "invalid", "refused", "replayed", "queued")
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,10 @@ DEFAULTS: dict[str, Any] = {
     "FLEXACTIONS_IDEMPOTENCY": True,
     # Seconds an Idempotency-Key and its answer are kept.
     "FLEXACTIONS_IDEMPOTENCY_TTL": 24 * 3600,
+    # Run background=True actions in the request instead of on Celery (development, tests).
+    "FLEXACTIONS_BACKGROUND_INLINE": False,
+    # Seconds a finished background job, its answer and its file are kept.
+    "FLEXACTIONS_JOB_TTL": 24 * 3600,
     # Jet Admin project name. Setting it accepts ``Authorization: JWT <token>`` whose
     # ``projects`` claim holds this project.
     "FLEXACTIONS_JET_PROJECT": None,
@@ -78,6 +82,8 @@ class Settings:
     audit: Any
     idempotency: bool
     idempotency_ttl: int
+    background_inline: bool
+    job_ttl: int
 
     @property
     def cors_any_origin(self) -> bool:
@@ -151,4 +157,6 @@ def load_settings(app: Flask) -> Settings:
         audit=app.config["FLEXACTIONS_AUDIT"],
         idempotency=bool(app.config["FLEXACTIONS_IDEMPOTENCY"]),
         idempotency_ttl=_positive_int(app, "FLEXACTIONS_IDEMPOTENCY_TTL"),
+        background_inline=bool(app.config["FLEXACTIONS_BACKGROUND_INLINE"]),
+        job_ttl=_positive_int(app, "FLEXACTIONS_JOB_TTL"),
     )

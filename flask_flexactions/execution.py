@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app, g, request
+from flask import current_app, g, has_request_context, request
 from flask.signals import got_request_exception
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -20,11 +22,12 @@ from .answers import (
 )
 from .audit import Attempt, AuditRecord, AuditSink, redact_params, summarize_target
 from .body import parse_object
-from .caller import CALLER_KEY
+from .caller import CALLER_KEY, Caller
 from .downloads import secure_content_disposition
 from .errors import ActionError, ErrorDict, PermissionDenied, ProtocolError, validation_messages
 from .fields import ForeignKey
 from .idempotency import IdempotencyStore, Reservation, fingerprint, idempotency_key
+from .jobs import JobCancelled, JobStore
 from .locking import lock_rows, supports_row_locks
 from .per_record import run_per_record
 from .permissions import may_run
@@ -93,61 +96,167 @@ def _run(
     attempt: Attempt,
     reservation: Reservation | None,
 ) -> BaseResponse:
-    """Run the handler in one transaction; answers that roll back are built here too."""
+    """Run the action for a request (or queue it, for ``background=True``), storing the answer
+    of an ``Idempotency-Key`` with it."""
     session = state.db.session
     store = state.idempotency
+    jobs = state.jobs
+    queued: list[str] = []
+
+    def enqueue(arguments: tuple[Any, ...]) -> dict[str, Any]:
+        if jobs is None:  # check_registrations refuses such actions before any message
+            raise RuntimeError("A background action ran with no job store.")
+        job_id = jobs.create_in(
+            session, action, model, request_params, values, attempt.caller or Caller()
+        )
+        queued.append(job_id)
+        selected = len(arguments[0]) if action.kind is ActionKind.BULK else None
+        what = f" on {selected} records" if selected is not None else ""
+        return {
+            "result": True,
+            "message": f"Queued {action.label or action.name}{what}.",
+            "job": {"id": job_id, "state": "queued"},
+        }
+
+    def store_answer(response: BaseResponse) -> None:
+        if reservation is not None and store is not None:
+            store.complete_in(session, reservation, response)
+
+    invoke = enqueue if action.background else None
+    try:
+        ran = _transact(state, action, model, request_params, values, attempt, invoke, store_answer)
+    except (ProtocolError, HTTPException):
+        _release(store, reservation)
+        raise
+    if ran.crashed:
+        _release(store, reservation)
+    elif not ran.committed and reservation is not None and store is not None:
+        try:
+            store.complete(reservation, ran.response)
+        except Exception:
+            current_app.logger.exception("Storing the answer of an Idempotency-Key failed")
+            _release(store, reservation)
+    if ran.committed and queued and jobs is not None:
+        attempt.outcome = "queued"
+        try:
+            jobs.dispatch(queued[0])
+        except Exception:
+            current_app.logger.exception("Queueing the Flex action %r failed", action.name)
+            jobs.fail(queued[0], "The job could not be queued; nothing ran.")
+            return message_error("The job could not be queued (is the broker up?); retry.", 503)
+    return ran.response
+
+
+@dataclass
+class _Ran:
+    """How a run ended: its answer, whether its work committed, whether it crashed (500)."""
+
+    response: BaseResponse
+    committed: bool = False
+    crashed: bool = False
+    cancelled: bool = False
+
+
+def _transact(
+    state: AppState,
+    action: Action,
+    model: str | None,
+    request_params: dict[str, Any],
+    values: dict[str, Any],
+    attempt: Attempt,
+    invoke: Callable[[tuple[Any, ...]], Any] | None,
+    before_commit: Callable[[BaseResponse], None],
+) -> _Ran:
+    """Resolve, lock, call the handler (or ``invoke``) and commit, all in one transaction.
+
+    Failures that roll back become answers; protocol errors propagate after the rollback.
+    ``before_commit`` may write the answer inside the same transaction.
+    """
+    session = state.db.session
     try:
         arguments = _resolve(state, action, model, request_params, values)
-        if action.lock and supports_row_locks(session):
-            lock_rows(session, _lockable(action, arguments), state.settings.id_chunk_size)
-        attempt.handler_called = True
-        if action.atomic:
-            answer = success_answer(action.handler(*arguments))
+        if invoke is not None:
+            answer = invoke(arguments)
         else:
-            key = action.collection(model or "").pk_attribute.key
-            answer = run_per_record(session, action.handler, arguments[0], arguments[1], key)
+            if action.lock and supports_row_locks(session):
+                lock_rows(session, _lockable(action, arguments), state.settings.id_chunk_size)
+            attempt.handler_called = True
+            if action.atomic:
+                answer = success_answer(action.handler(*arguments))
+            else:
+                key = action.collection(model or "").pk_attribute.key
+                answer = run_per_record(session, action.handler, arguments[0], arguments[1], key)
         if isinstance(answer, dict) and answer["result"] is False and action.atomic:
             raise _Refused(answer)
         response = answer if isinstance(answer, BaseResponse) else json_response(answer)
         secure_content_disposition(response.headers)
-        if reservation is not None and store is not None:
-            store.complete_in(session, reservation, response)
+        before_commit(response)
         session.commit()
     except _Refused as refused:
         _rollback(session)
-        response = json_response(refused.answer)
         attempt.outcome = "failed"
+        return _Ran(json_response(refused.answer))
     except (ActionError, ValidationError) as error:
         _rollback(session)
         if isinstance(error, ActionError):
             attempt.errors = error.errors
         else:
             attempt.errors = validation_messages(error.messages)
-        response = error_response(attempt.errors)
         attempt.outcome = "failed" if attempt.handler_called else "invalid"
+        return _Ran(error_response(attempt.errors))
+    except JobCancelled as cancelled:
+        _rollback(session)
+        attempt.outcome = "failed"
+        return _Ran(message_error(str(cancelled), 200), cancelled=True)
     except (ProtocolError, HTTPException):
         _rollback(session)
-        _release(store, reservation)
         raise
     except Exception as error:
         _rollback(session)
-        _release(store, reservation)
         current_app.logger.exception("Flex action %r on %r failed", action.name, model)
-        got_request_exception.send(current_app._get_current_object(), exception=error)  # type: ignore[attr-defined]
+        if has_request_context():
+            got_request_exception.send(current_app._get_current_object(), exception=error)  # type: ignore[attr-defined]
         attempt.outcome = "failed" if attempt.handler_called else "invalid"
-        return message_error(INTERNAL_ERROR_MESSAGE, 500)
-    else:
-        attempt.outcome = "ran"
-        if isinstance(answer, dict) and answer["result"] is False:
-            attempt.outcome, attempt.errors = "failed", answer.get("errors")
-        return response
-    if reservation is not None and store is not None:
-        try:
-            store.complete(reservation, response)
-        except Exception:
-            current_app.logger.exception("Storing the answer of an Idempotency-Key failed")
-            _release(store, reservation)
-    return response
+        return _Ran(message_error(INTERNAL_ERROR_MESSAGE, 500), crashed=True)
+    attempt.outcome = "ran"
+    if isinstance(answer, dict) and answer["result"] is False:
+        attempt.outcome, attempt.errors = "failed", answer.get("errors")
+    return _Ran(response, committed=True)
+
+
+def run_job(state: AppState, jobs: JobStore, row: Any) -> None:
+    """Run a background job in the worker: the same resolution, checks and transaction as a
+    request, its answer stored on the job."""
+    caller: Caller = g.get(CALLER_KEY)
+    attempt = Attempt(caller=caller, action=row.action, model=row.model)
+    status = 500
+    try:
+        action = state.registry.find(row.model or None, row.action)
+        attempt.secret = action.params.secret_names
+        values = dict(row.request.get("values") or {})
+        request_params = {**(row.request.get("selection") or {}), "name": row.action}
+        attempt.params = redact_params(values, attempt.secret)
+        if action.for_instance:
+            attempt.target = _target(request_params, values)
+        _check_permission(action, row.model)
+
+        def finish_in(response: BaseResponse) -> None:
+            jobs.finish_in(state.db.session, row.id, response)
+
+        ran = _transact(state, action, row.model, request_params, values, attempt, None, finish_in)
+        status = ran.response.status_code
+        if not ran.committed:
+            jobs.finish(row.id, "cancelled" if ran.cancelled else "failed", ran.response)
+    except ProtocolError as error:
+        status = error.status
+        attempt.outcome = "refused" if status == 403 else "invalid"
+        jobs.finish(row.id, "failed", message_error(error.message, error.status))
+    except Exception:
+        current_app.logger.exception("Flex background job %s failed", row.id)
+        jobs.fail(row.id, INTERNAL_ERROR_MESSAGE)
+    finally:
+        if state.audit is not None:
+            _write_audit(state.audit, attempt.record(status))
 
 
 class _Refused(Exception):

@@ -15,6 +15,7 @@ from .caller import CALLER_KEY, Caller
 from .config import Settings, load_settings
 from .fields import ForeignKey
 from .idempotency import IdempotencyStore
+from .jobs import JobStore
 from .listing import ActionListing
 from .models import Collection, mapper_of
 from .permissions import Permission
@@ -54,11 +55,13 @@ class FlexActions:
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask, *, db: Any = None) -> None:
+    def init_app(self, app: Flask, *, db: Any = None, celery: Any = None) -> None:
         """Read the ``FLEXACTIONS_*`` config and attach the extension's state to ``app``.
 
         :param db: the ``SQLAlchemy`` instance; defaults to the one given to the constructor,
             then to the one registered on the app by Flask-SQLAlchemy.
+        :param celery: the app's ``celery.Celery``, to run ``background=True`` actions on;
+            the extension registers its task there.
         """
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(
@@ -70,7 +73,7 @@ class FlexActions:
                 "FlexActions needs the app's Flask-SQLAlchemy instance: call "
                 "db.init_app(app) first, or pass it with flex.init_app(app, db=db)."
             )
-        state = AppState(self, db, load_settings(app))
+        state = AppState(self, db, load_settings(app), celery)
         state.check_registrations()
         app.extensions[EXTENSION_KEY] = state
 
@@ -88,6 +91,7 @@ class FlexActions:
         scope: ScopeHook | None = None,
         atomic: bool = True,
         lock: bool = False,
+        background: bool = False,
     ) -> Callable[[F], F]:
         """Register the decorated function as an action and return it unchanged.
 
@@ -107,6 +111,9 @@ class FlexActions:
             answers with the outcome of each id; True (the default) is all or nothing.
         :param lock: lock the selected rows and ForeignKey params' rows with ``SELECT ... FOR
             UPDATE`` in primary key order before the handler runs (no-op on SQLite).
+        :param background: queue the run on Celery and answer at once with a job id; see
+            ``get_action_status``. Needs ``init_app(app, celery=...)`` or
+            ``FLEXACTIONS_BACKGROUND_INLINE``.
         """
 
         def decorator(handler: F) -> F:
@@ -123,6 +130,7 @@ class FlexActions:
                 scope=scope,
                 atomic=atomic,
                 lock=lock,
+                background=background,
             )
             return handler
 
@@ -143,6 +151,7 @@ class FlexActions:
         scope: ScopeHook | None = None,
         atomic: bool = True,
         lock: bool = False,
+        background: bool = False,
     ) -> Action:
         """Register ``handler`` as an action; the plain twin of :meth:`action`.
 
@@ -161,6 +170,7 @@ class FlexActions:
             scope=scope,
             atomic=atomic,
             lock=lock,
+            background=background,
         )
         self.registry.add(action)
         return action
@@ -235,7 +245,9 @@ class FlexActions:
 class AppState:
     """What the extension keeps per app: its settings, its database and derived caches."""
 
-    def __init__(self, extension: FlexActions, db: Any, settings: Settings) -> None:
+    def __init__(
+        self, extension: FlexActions, db: Any, settings: Settings, celery: Any = None
+    ) -> None:
         self.extension = extension
         self.db = db
         self.settings = settings
@@ -245,6 +257,9 @@ class AppState:
         self.idempotency = (
             IdempotencyStore(db, settings.idempotency_ttl) if settings.idempotency else None
         )
+        self.jobs: JobStore | None = None
+        if celery is not None or settings.background_inline:
+            self.jobs = JobStore(db, celery, settings.background_inline, settings.job_ttl)
         self._collections: dict[str, Collection | None] | None = None
         self._checked_version = -1
         self._wide_integer_ids: bool | None = None
@@ -304,6 +319,13 @@ class AppState:
         if self._checked_version == self.registry.version:
             return
         for action in self.registry:
+            if action.background and self.jobs is None:
+                raise ValueError(
+                    f"Action {action.name!r} runs in the background, but no Celery app is "
+                    "configured: pass it with flex.init_app(app, db=db, celery=celery_app), or "
+                    "set FLEXACTIONS_BACKGROUND_INLINE = True to run such actions in the "
+                    "request (development and tests)."
+                )
             for field in action.params.schema.load_fields.values():
                 if isinstance(field, ForeignKey):
                     self.related_collection(field)

@@ -16,6 +16,7 @@ from .config import Settings
 from .cors import add_cors_headers
 from .errors import AuthenticationError, ProtocolError
 from .execution import execute_action
+from .jobs import JobStore
 
 if TYPE_CHECKING:
     from .extension import AppState
@@ -29,6 +30,23 @@ def get_action_list(state: AppState, params: dict[str, Any]) -> BaseResponse:
     return current_app.response_class(body, mimetype="application/json")
 
 
+def _jobs(state: AppState) -> JobStore:
+    if state.jobs is None:
+        raise ProtocolError("No background actions run here: there are no jobs to ask about.")
+    return state.jobs
+
+
+def get_action_status(state: AppState, params: dict[str, Any]) -> BaseResponse:
+    """Answer ``get_action_status`` (an extension): a background job's state and answer."""
+    download = params.get("download") is True
+    return _jobs(state).status(params.get("job"), g.get(CALLER_KEY), download)
+
+
+def cancel_action(state: AppState, params: dict[str, Any]) -> BaseResponse:
+    """Answer ``cancel_action`` (an extension): stop a queued or running background job."""
+    return _jobs(state).cancel(params.get("job"), g.get(CALLER_KEY))
+
+
 def _not_yet(name: str, why: str) -> MessageHandler:
     def refuse(state: AppState, params: dict[str, Any]) -> BaseResponse:
         raise ProtocolError(f"The message {name!r} is not supported: {why}")
@@ -40,6 +58,8 @@ def _not_yet(name: str, why: str) -> MessageHandler:
 MESSAGES: dict[str, MessageHandler] = {
     "get_action_list": get_action_list,
     "execute_action": execute_action,
+    "get_action_status": get_action_status,
+    "cancel_action": cancel_action,
     "get_field_options": _not_yet("get_field_options", "no action declares dynamic options."),
     "get_element_status": _not_yet("get_element_status", "it is reserved and unspecified."),
 }
