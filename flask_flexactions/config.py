@@ -25,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "FLEXACTIONS_MAX_DEPTH": 64,
     # Ids per ``SELECT ... WHERE pk IN (...)`` statement when loading records.
     "FLEXACTIONS_ID_CHUNK_SIZE": 1000,
+    # The debug console at ``<url_prefix>/console/``: True, False, or None to follow app.debug.
+    "FLEXACTIONS_CONSOLE": None,
 }
 
 
@@ -39,6 +41,8 @@ class Settings:
     max_body: int
     max_depth: int
     id_chunk_size: int
+    #: ``FLEXACTIONS_CONSOLE``: None means "on when the app runs in debug mode".
+    console: bool | None = None
 
     @property
     def cors_any_origin(self) -> bool:
@@ -62,6 +66,13 @@ def _positive_int(app: Flask, key: str) -> int:
     return value
 
 
+def _optional_bool(app: Flask, key: str) -> bool | None:
+    value = app.config[key]
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{key} must be True, False or None, got {value!r}.")
+    return value
+
+
 def load_settings(app: Flask) -> Settings:
     """Default every key on ``app.config`` and return the validated settings."""
     for key, value in DEFAULTS.items():
@@ -78,4 +89,5 @@ def load_settings(app: Flask) -> Settings:
         max_body=_positive_int(app, "FLEXACTIONS_MAX_BODY"),
         max_depth=_positive_int(app, "FLEXACTIONS_MAX_DEPTH"),
         id_chunk_size=_positive_int(app, "FLEXACTIONS_ID_CHUNK_SIZE"),
+        console=_optional_bool(app, "FLEXACTIONS_CONSOLE"),
     )

@@ -12,9 +12,11 @@ from werkzeug.wrappers import Response as BaseResponse
 from .answers import INTERNAL_ERROR_MESSAGE, message_error
 from .body import parse_object
 from .config import Settings
+from .console import register_console
 from .cors import add_cors_headers
 from .errors import AuthenticationError, ProtocolError
 from .execution import execute_action
+from .lookup import get_related_options
 
 if TYPE_CHECKING:
     from .extension import AppState
@@ -40,6 +42,8 @@ MESSAGES: dict[str, MessageHandler] = {
     "execute_action": execute_action,
     "get_field_options": _not_yet("get_field_options", "no action declares dynamic options."),
     "get_element_status": _not_yet("get_element_status", "it is reserved and unspecified."),
+    # An extension of the protocol: the search behind the debug console's ForeignKey picker.
+    "get_related_options": get_related_options,
 }
 
 
@@ -56,6 +60,7 @@ def create_blueprint() -> Blueprint:
             methods=["GET", "POST", "OPTIONS"],
             provide_automatic_options=False,
         )
+    register_console(blueprint)
     blueprint.after_request(_cors_headers)
     blueprint.register_error_handler(ProtocolError, _protocol_error)
     blueprint.register_error_handler(HTTPException, _http_error)
