@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, Request
 
 from .actions import Action, ActionRegistry, ParamsDeclaration, make_action
 from .auth import Authenticator, authenticate
+from .cli import flexactions_cli
 from .config import Settings, load_settings
 from .fields import ForeignKey
 from .models import Collection
@@ -64,6 +65,7 @@ class FlexActions:
         state = AppState(self, db, load_settings(app))
         state.check_registrations()
         app.extensions[EXTENSION_KEY] = state
+        app.cli.add_command(flexactions_cli)
 
     def action(
         self,
