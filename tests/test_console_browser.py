@@ -203,7 +203,10 @@ def test_foreign_key_picker_searches_the_related_rows(page: Any) -> None:
     pick(page, "accounts", "account_transfer")
     picker = '.field[data-field="account_from"]'
     page.fill(f"{picker} .picker-search", "sav")
-    page.click(f'{picker} .picker-results button[data-id="2"]')
+    results = page.locator(f"{picker} .picker-results button")
+    sync_api.expect(results).to_have_text(["Savings (#2)"])
+    results.first.click()
+    sync_api.expect(results).to_have_count(0)
     assert page.input_value("#param-account_from") == "2"
     assert page.inner_text(f"{picker} .picker-chosen") == "Savings"
     page.fill("#param-account_to", "1")
@@ -233,3 +236,138 @@ def test_a_wrong_credential_is_refused_and_forgotten(page: Any, shop: tuple[Flas
     assert page.inner_text("#login-error").startswith("401: Missing or invalid credentials")
     assert page.evaluate("sessionStorage.length") == 0
     assert page.is_hidden("#workspace")
+
+
+@pytest.fixture(scope="module")
+def every_field(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An app with one common action that takes a param of every field type; yields its URL."""
+    from flask_flexactions import FlexActions
+    from tests.models import Tag
+    from tests.models import db as test_db
+
+    flex = FlexActions()
+    options = [{"value": 1, "name": "One"}, {"value": "b", "name": "Bee"}]
+    params: list[dict[str, Any]] = [
+        {"name": name, "field": field, "required": name == "char"}
+        for name, field in [
+            ("flag", "BooleanField"),
+            ("char", "CharField"),
+            ("text", "TextField"),
+            ("sql", "SqlField"),
+            ("code", "CodeField"),
+            ("translatable", "TranslatableField"),
+            ("datetime", "DateTimeField"),
+            ("timestamp", "TimestampField"),
+            ("date", "DateField"),
+            ("time", "TimeField"),
+            ("json", "JSONField"),
+            ("integer", "IntegerField"),
+            ("float", "FloatField"),
+            ("decimal", "DecimalField"),
+        ]
+    ]
+    params.append({"name": "choice", "field": "SelectField", "params": {"options": options}})
+    params.append({"name": "tag", "field": "ForeignKey", "params": {"related_model": Tag}})
+
+    @flex.action(params=params)
+    def echo(values: dict[str, Any]) -> str:
+        shown = {k: v.code if isinstance(v, Tag) else v for k, v in values.items()}
+        return repr(sorted(shown.items()))
+
+    app = Flask(__name__)
+    database = tmp_path_factory.mktemp("fields") / "fields.db"
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{database}",
+        FLEXACTIONS_TOKEN=TOKEN,
+        FLEXACTIONS_CONSOLE=True,
+    )
+    test_db.init_app(app)
+    flex.init_app(app, db=test_db)
+    app.register_blueprint(flex.blueprint, url_prefix="/flex")
+    with app.app_context():
+        test_db.create_all()
+        test_db.session.add(Tag(code="vip", label="Very important"))
+        test_db.session.commit()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+    with app.app_context():
+        test_db.engine.dispose()
+
+
+def test_every_field_type_gets_its_control(
+    browser: Any, every_field: str, request: pytest.FixtureRequest
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    page.goto(f"{every_field}/flex/console/")
+    page.fill("#credential", TOKEN)
+    page.click("#login-form button[type=submit]")
+    pick(page, "", "echo")
+    controls = page.eval_on_selector_all(
+        "#params [id^=param-]", "nodes => nodes.map(n => [n.id, n.tagName, n.type || ''])"
+    )
+    assert controls == [
+        ["param-flag", "INPUT", "checkbox"],
+        ["param-char", "INPUT", "text"],
+        ["param-text", "TEXTAREA", "textarea"],
+        ["param-sql", "TEXTAREA", "textarea"],
+        ["param-code", "TEXTAREA", "textarea"],
+        ["param-translatable", "TEXTAREA", "textarea"],
+        ["param-datetime", "INPUT", "datetime-local"],
+        ["param-timestamp", "INPUT", "datetime-local"],
+        ["param-date", "INPUT", "date"],
+        ["param-time", "INPUT", "time"],
+        ["param-json", "TEXTAREA", "textarea"],
+        ["param-integer", "INPUT", "number"],
+        ["param-float", "INPUT", "number"],
+        ["param-decimal", "INPUT", "text"],
+        ["param-choice", "SELECT", "select-one"],
+        ["param-tag", "INPUT", "text"],
+    ]
+    assert page.inner_text('.field[data-field="char"] .required-mark') == "*"
+    assert page.query_selector('.field[data-field="text"] .required-mark') is None
+    page.fill("#param-json", '{"a": ')
+    assert page.inner_text('.field[data-field="json"] .json-status').startswith("Not valid JSON")
+    page.fill("#param-char", "x")
+    page.click("#run")
+    assert page.is_hidden("#exchange")  # the browser refused the JSON
+    page.fill("#param-json", '{"a": [1, null]}')
+    assert page.inner_text('.field[data-field="json"] .json-status') == "Valid JSON"
+    page.fill("#param-integer", "1.5")
+    page.click("#run")
+    assert page.evaluate("document.querySelector('#param-integer').validity.stepMismatch")
+    page.check("#param-flag")
+    page.fill("#param-integer", "42")
+    page.fill("#param-float", "2.5")
+    page.fill("#param-decimal", "0.10")
+    page.fill("#param-date", "2025-03-01")
+    page.fill("#param-time", "10:30")
+    page.fill("#param-datetime", "2025-03-01T10:30")
+    page.select_option("#param-choice", label="One")
+    page.fill('.field[data-field="tag"] .picker-search', "important")
+    page.click('.field[data-field="tag"] .picker-results button[data-id="vip"]')
+    page.click("#run")
+    message = answer_text(page)
+    for expected in [
+        "('char', 'x')",
+        "('choice', 1)",
+        "('date', datetime.date(2025, 3, 1))",
+        "('datetime', datetime.datetime(2025, 3, 1, 10, 30))",
+        "('decimal', Decimal('0.10'))",
+        "('flag', True)",
+        "('float', 2.5)",
+        "('integer', 42)",
+        "('json', {'a': [1, None]})",
+        "('tag', 'vip')",
+        "('time', datetime.time(10, 30))",
+    ]:
+        assert expected in message
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()

@@ -318,7 +318,10 @@
     let timer = null;
     let picked = null;
 
+    let latest = 0;
+
     async function lookup(append) {
+      const mine = ++latest;
       const { response } = await post("get_related_options", {
         model: related,
         search: search.value,
@@ -326,6 +329,7 @@
         limit: 10,
       });
       const data = await response.json();
+      if (mine !== latest) return; // a newer search, or a pick, came meanwhile
       if (!append) results.replaceChildren();
       if (!response.ok) {
         results.append(el("li", { className: "error" }, errorText(data, "The search failed.")));
@@ -335,6 +339,8 @@
       for (const row of data.results) {
         const option = el("button", { type: "button", dataset: { id: String(row.id) } }, row.label + " (#" + row.id + ")");
         option.addEventListener("click", () => {
+          window.clearTimeout(timer);
+          latest += 1;
           picked = row;
           input.value = String(row.id);
           chosen.textContent = row.label;
