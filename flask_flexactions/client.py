@@ -1,5 +1,4 @@
-"""Messages sent from inside the app, through its test client: the CLI's and the test helper's
-way to go down the same path as a real request (authentication, validation, transaction)."""
+"""Messages sent from inside the app through its test client, as the CLI and test helper do."""
 
 from __future__ import annotations
 
