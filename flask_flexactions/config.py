@@ -57,6 +57,8 @@ DEFAULTS: dict[str, Any] = {
     "FLEXACTIONS_JET_AUTH_TIMEOUT": 5.0,
     # Seconds a positive ``project_auth`` answer is reused; 0 asks Jet Admin every time.
     "FLEXACTIONS_JET_AUTH_CACHE_SECONDS": 60,
+    # The debug console at ``<url_prefix>/console/``: True, False, or None to follow app.debug.
+    "FLEXACTIONS_CONSOLE": None,
 }
 
 
@@ -84,6 +86,8 @@ class Settings:
     idempotency_ttl: int
     background_inline: bool
     job_ttl: int
+    #: ``FLEXACTIONS_CONSOLE``: None means "on when the app runs in debug mode".
+    console: bool | None = None
 
     @property
     def cors_any_origin(self) -> bool:
@@ -130,6 +134,13 @@ def _timeout(app: Flask) -> float:
     return float(value)
 
 
+def _optional_bool(app: Flask, key: str) -> bool | None:
+    value = app.config[key]
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{key} must be True, False or None, got {value!r}.")
+    return value
+
+
 def load_settings(app: Flask) -> Settings:
     """Default every key on ``app.config`` and return the validated settings."""
     for key, value in DEFAULTS.items():
@@ -159,4 +170,5 @@ def load_settings(app: Flask) -> Settings:
         idempotency_ttl=_positive_int(app, "FLEXACTIONS_IDEMPOTENCY_TTL"),
         background_inline=bool(app.config["FLEXACTIONS_BACKGROUND_INLINE"]),
         job_ttl=_positive_int(app, "FLEXACTIONS_JOB_TTL"),
+        console=_optional_bool(app, "FLEXACTIONS_CONSOLE"),
     )

@@ -12,6 +12,7 @@ from .actions import Action, ActionRegistry, ParamsDeclaration, make_action
 from .audit import AuditRecord, TableAuditSink, make_sink
 from .auth import Authentication, Authenticator
 from .caller import CALLER_KEY, Caller
+from .cli import flexactions_cli
 from .config import Settings, load_settings
 from .fields import ForeignKey
 from .idempotency import IdempotencyStore
@@ -76,6 +77,7 @@ class FlexActions:
         state = AppState(self, db, load_settings(app), celery)
         state.check_registrations()
         app.extensions[EXTENSION_KEY] = state
+        app.cli.add_command(flexactions_cli)
 
     def action(
         self,

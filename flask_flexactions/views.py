@@ -13,10 +13,12 @@ from .answers import INTERNAL_ERROR_MESSAGE, message_error
 from .body import parse_object
 from .caller import CALLER_KEY
 from .config import Settings
+from .console import register_console
 from .cors import add_cors_headers
 from .errors import AuthenticationError, ProtocolError
 from .execution import execute_action
 from .jobs import JobStore
+from .lookup import get_related_options
 
 if TYPE_CHECKING:
     from .extension import AppState
@@ -62,6 +64,8 @@ MESSAGES: dict[str, MessageHandler] = {
     "cancel_action": cancel_action,
     "get_field_options": _not_yet("get_field_options", "no action declares dynamic options."),
     "get_element_status": _not_yet("get_element_status", "it is reserved and unspecified."),
+    # An extension of the protocol: the search behind the debug console's ForeignKey picker.
+    "get_related_options": get_related_options,
 }
 
 
@@ -78,6 +82,7 @@ def create_blueprint() -> Blueprint:
             methods=["GET", "POST", "OPTIONS"],
             provide_automatic_options=False,
         )
+    register_console(blueprint)
     blueprint.after_request(_response_headers)
     blueprint.register_error_handler(ProtocolError, _protocol_error)
     blueprint.register_error_handler(HTTPException, _http_error)

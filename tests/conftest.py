@@ -15,6 +15,8 @@ from werkzeug.test import TestResponse
 from flask_flexactions import FlexActions
 from tests.models import db
 
+pytest_plugins = ["pytester"]
+
 TOKEN = "s3cret-test-token"
 AUTH = {"Authorization": f"Token {TOKEN}"}
 URL = "/flex/messages/"

@@ -19,6 +19,7 @@ db = SQLAlchemy(model_class=Base)
 
 class User(db.Model):
     __tablename__ = "users"
+    __flexactions_label__ = "name"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(80))
@@ -49,6 +50,7 @@ class Tag(db.Model):
     """A model with a text primary key."""
 
     __tablename__ = "tags"
+    __flexactions_label__ = "label"
 
     code: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
     label: Mapped[str] = mapped_column(sa.String(80), default="")

@@ -209,3 +209,16 @@ def test_one_scope_per_model(flex: FlexActions) -> None:
     flex.register_scope(User, lambda statement, caller: statement)
     with pytest.raises(ValueError, match="already has a scope"):
         flex.register_scope(User, lambda statement, caller: statement)
+
+
+def test_the_console_lookup_searches_only_rows_in_scope(
+    client: FlaskClient, ran: list[Any]
+) -> None:
+    # ``greet`` has a ForeignKey to users; user 1 may only see itself.
+    response = client.post(
+        URL,
+        json={"name": "get_related_options", "params": {"model": "users"}},
+        headers={"X-User": "1"},
+    )
+    assert response.status_code == 200
+    assert [row["id"] for row in response.get_json()["results"]] == [1]

@@ -47,6 +47,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         SQLALCHEMY_DATABASE_URI="sqlite:///shop.db",
         # Jet Admin calls the Messages URL from the user's browser, on this origin.
         FLEXACTIONS_CORS_ORIGINS=["https://app.jetadmin.io"],
+        # The debug console at /flex/console/ is on by default only in debug mode; the example
+        # serves it always, on 127.0.0.1, behind the same token as the Messages URL.
+        FLEXACTIONS_CONSOLE=True,
     )
     # Connecting to Jet Admin: its project name turns on JWT, its project token turns on the
     # Token/ProjectToken check (see the README's "Security" section).

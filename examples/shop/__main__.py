@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app()
     token = app.config["FLEXACTIONS_TOKEN"]
     url = f"http://{args.host}:{args.port}/flex/messages/"
+    console = f"http://{args.host}:{args.port}/flex/console/"
     curl = shlex.join(
         [
             "curl",
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
         f"\nMessages URL:  {url}\n"
         f"Token:         {token}\n"
         f"Send it as:    Authorization: Token {token}\n\n"
-        f"List the actions:\n  {curl}\n",
+        f"List the actions:\n  {curl}\n\n"
+        f"Debug console: {console}  (paste the token when it asks)\n",
         flush=True,
     )
     app.run(host=args.host, port=args.port)

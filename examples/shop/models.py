@@ -32,6 +32,8 @@ class User(db.Model):
     """A customer account. Its wire name (collection) is its table name, ``users``."""
 
     __tablename__ = "users"
+    #: The column the debug console's ForeignKey picker shows and searches.
+    __flexactions_label__ = "email"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
@@ -71,6 +73,7 @@ class Account(db.Model):
     """
 
     __tablename__ = "accounts"
+    __flexactions_label__ = "name"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80), unique=True)

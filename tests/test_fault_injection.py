@@ -1,0 +1,407 @@
+"""Fault injection: SQL statement k of a 50-row bulk run fails, for every k.
+
+The default (atomic) policy must leave the database exactly as it was; ``atomic=False`` must
+commit exactly the records it reports as done. Either way no connection or transaction may be
+left behind. Each run counts the statements the engine sends (SELECT, UPDATE, INSERT,
+SAVEPOINT, RELEASE, ROLLBACK TO SAVEPOINT, and on SQLite the BEGIN) and fails the k-th.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from flask_flexactions import ActionError, FlexActions
+from tests.conftest import Messages
+from tests.models import Tag, User, db
+
+ROWS = 50
+#: Records the per-record handler refuses after flushing its writes, and before flushing them:
+#: their ROLLBACK TO SAVEPOINT statements are then part of a clean run and get failed too.
+REFUSED_FLUSHED = frozenset({7, 21, 35})
+REFUSED_PENDING = frozenset({14, 28, 42})
+REFUSED = REFUSED_FLUSHED | REFUSED_PENDING
+#: A statement that fails in the database itself (on PostgreSQL it aborts the transaction).
+BROKEN_SQL = "SELECT * FROM flexactions_fault_no_such_table"
+FIGURES = Path(__file__).resolve().parents[1] / "test-artifacts" / "safety-figures.json"
+
+Snapshot = tuple[list[tuple[int, str, bool]], list[tuple[str, str]]]
+
+
+class InjectedFault(Exception):
+    """The failure these tests inject; nothing else raises it."""
+
+
+def record_figures(app: Flask, section: str, figures: dict[str, Any]) -> None:
+    """Merge ``figures`` into the safety figures file, under the database's dialect name."""
+    dialect = dialect_name(app)
+    FIGURES.parent.mkdir(exist_ok=True)
+    data = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+    data.setdefault(dialect, {})[section] = figures
+    FIGURES.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def dialect_name(app: Flask) -> str:
+    return str(app.extensions["flexactions"].db.engine.dialect.name)
+
+
+def engine_of(app: Flask) -> sa.Engine:
+    with app.app_context():
+        return db.engine  # type: ignore[no-any-return]
+
+
+def idle_in_transaction(app: Flask) -> int:
+    """Sessions of the test database idle in a transaction, seen from a connection of its own
+    (PostgreSQL only; 0 elsewhere)."""
+    engine = engine_of(app)
+    if engine.dialect.name != "postgresql":
+        return 0
+    observer = sa.create_engine(engine.url, poolclass=NullPool)
+    try:
+        with observer.connect() as connection:
+            return int(
+                connection.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+                    )
+                ).scalar_one()
+            )
+    finally:
+        observer.dispose()
+
+
+@dataclass
+class Fault:
+    """A ``before_cursor_execute`` listener failing ``span`` statements from statement ``at``
+    (1-based); ``span=None`` fails every later statement and the COMMIT too, as if the database
+    had gone away. The ``raise`` kind raises before the driver sees the statement; ``sql`` makes
+    the driver run a broken statement on the same cursor, a real database error."""
+
+    at: int
+    kind: str = "raise"
+    span: int | None = 1
+    count: int = 0
+    failed: list[str] = field(default_factory=list)
+
+    def __call__(
+        self,
+        connection: Any,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
+        self.count += 1
+        last = None if self.span is None else self.at + self.span - 1
+        if self.at <= self.count and (last is None or self.count <= last):
+            self.failed.append(statement)
+            if self.kind == "sql":
+                cursor.execute(BROKEN_SQL)
+            raise InjectedFault(f"statement {self.count} fails: {statement[:40]}")
+
+    def commit(self, connection: Any) -> None:
+        """COMMIT is no cursor statement; it fails through the ``commit`` event."""
+        if self.span is None and self.failed:
+            raise InjectedFault("COMMIT fails")
+
+    @property
+    def plan(self) -> str:
+        span = "all-after" if self.span is None else f"span{self.span}"
+        return f"{self.kind}-{span}"
+
+
+@contextmanager
+def armed(engine: sa.Engine, fault: Fault) -> Iterator[Fault]:
+    """Listen with ``fault`` only while the block runs (one request); the app's logger is
+    silenced meanwhile, as hundreds of injected tracebacks only cost time."""
+    logger = logging.getLogger("tests.conftest")
+    disabled = logger.disabled
+    sa.event.listen(engine, "before_cursor_execute", fault)
+    sa.event.listen(engine, "commit", fault.commit)
+    logger.disabled = True
+    try:
+        yield fault
+    finally:
+        logger.disabled = disabled
+        sa.event.remove(engine, "commit", fault.commit)
+        sa.event.remove(engine, "before_cursor_execute", fault)
+
+
+def seed(app: Flask) -> Snapshot:
+    with app.app_context():
+        db.session.add_all(User(id=i, name=f"user{i}") for i in range(1, ROWS + 1))
+        db.session.commit()
+    return snapshot(app)
+
+
+def snapshot(app: Flask) -> Snapshot:
+    """Both tables as a brand-new session sees them."""
+    with app.app_context(), Session(db.engine) as session:
+        users = sorted((u.id, u.name, u.is_blocked) for u in session.scalars(sa.select(User)))
+        tags = sorted((t.code, t.label) for t in session.scalars(sa.select(Tag)))
+    return users, tags
+
+
+def restore(app: Flask) -> None:
+    """Put the seed data back after a run that committed something."""
+    with app.app_context(), Session(db.engine) as session:
+        session.execute(sa.delete(Tag))
+        session.execute(
+            sa.update(User),
+            [{"id": i, "name": f"user{i}", "is_blocked": False} for i in range(1, ROWS + 1)],
+        )
+        session.commit()
+
+
+def expected(done: set[int]) -> Snapshot:
+    """The database after exactly the records ``done`` were committed."""
+    users = [
+        (i, f"done{i}", True) if i in done else (i, f"user{i}", False) for i in range(1, ROWS + 1)
+    ]
+    return users, sorted((f"t{i}", f"done{i}") for i in done)
+
+
+def touch(row: User) -> None:
+    """One record's work: an UPDATE and an INSERT, flushed by the handler itself."""
+    row.name = f"done{row.id}"
+    row.is_blocked = True
+    db.session.add(Tag(code=f"t{row.id}", label=row.name))
+    db.session.flush()
+
+
+def register(flex: FlexActions, atomic: bool) -> None:
+    if atomic:
+
+        @flex.action(User, name="touch_all", bulk=True)
+        def touch_all(rows: list[User], params: dict[str, Any]) -> str:
+            for row in rows:
+                touch(row)
+            return "all done"
+
+    else:
+
+        @flex.action(User, name="touch_all", bulk=True, atomic=False)
+        def touch_each(rows: list[User], params: dict[str, Any]) -> str:
+            (row,) = rows
+            if row.id in REFUSED_PENDING:
+                row.name = "refused with pending changes"
+                raise ActionError("Refused before flushing.")
+            touch(row)
+            if row.id in REFUSED_FLUSHED:
+                raise ActionError("Refused after flushing.")
+            return f"done {row.id}"
+
+
+def run(app: Flask, messages: Messages, fault: Fault) -> tuple[int, Any]:
+    with armed(engine_of(app), fault):
+        response = messages.execute("touch_all", "users", ids=list(range(1, ROWS + 1)))
+    return response.status_code, response.get_json()
+
+
+def succeeded(body: dict[str, Any]) -> set[int] | str:
+    """The ids reported as done, or what is wrong with the ``records`` key."""
+    records = body.get("records")
+    if not isinstance(records, list):
+        return f"no records list in {body}"
+    if [r.get("id") for r in records] != list(range(1, ROWS + 1)):
+        return f"records do not list every id once, in order: {records}"
+    done = {r["id"] for r in records if r.get("result") is True}
+    if body.get("result") is not (len(done) == ROWS):
+        return f"result {body.get('result')} disagrees with {len(done)} records done"
+    return done
+
+
+@dataclass
+class Tally:
+    """What a sweep of runs saw; ``violations`` lists every broken guarantee."""
+
+    runs: int = 0
+    answered_500: int = 0
+    answered_false: int = 0
+    leaked_connections: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "answered_500": self.answered_500,
+            "answered_result_false": self.answered_false,
+            "invariant_violations": len(self.violations),
+            "leaked_connections": self.leaked_connections,
+        }
+
+
+def sweep(
+    app: Flask,
+    messages: Messages,
+    atomic: bool,
+    before: Snapshot,
+    plans: list[tuple[str, int | None]],
+    statements: int,
+    clean_done: set[int],
+    tally: Tally,
+) -> None:
+    """Fail statement k for every k in 1..max(50, statements), under each plan."""
+    engine = engine_of(app)
+    for kind, span in plans:
+        for k in range(1, max(ROWS, statements) + 1):
+            fault = Fault(at=k, kind=kind, span=span)
+            where = f"{fault.plan} k={k}"
+            status, body = run(app, messages, fault)
+            tally.runs += 1
+            if engine.pool.checkedout() != 0:
+                tally.leaked_connections += 1
+                tally.violations.append(f"{where}: {engine.pool.checkedout()} checked out")
+            if k <= statements and not fault.failed:
+                tally.violations.append(f"{where}: the fault never fired")
+            after = snapshot(app)
+            if status == 500:
+                tally.answered_500 += 1
+                if after != before:
+                    tally.violations.append(f"{where}: 500 but the database changed")
+            elif status == 200 and atomic:
+                tally.answered_false += body.get("result") is False
+                if body.get("result") is not False and fault.failed:
+                    tally.violations.append(f"{where}: result true despite the fault")
+                if after != (before if fault.failed else expected(clean_done)):
+                    tally.violations.append(f"{where}: {body} but the database changed")
+            elif status == 200:
+                done = succeeded(body)
+                if isinstance(done, str):
+                    tally.violations.append(f"{where}: {done}")
+                    done = set()
+                else:
+                    tally.answered_false += body["result"] is False
+                    if after != expected(done):
+                        tally.violations.append(f"{where}: committed rows differ from {done}")
+                    # One failed statement costs at most the one record it belonged to.
+                    lost = clean_done - done
+                    if span == 1 and (not done <= clean_done or len(lost) > 1):
+                        tally.violations.append(f"{where}: done {sorted(lost)} lost")
+            else:
+                tally.violations.append(f"{where}: unexpected status {status}: {body}")
+            if after != before:
+                restore(app)
+
+
+def clean_run(app: Flask, messages: Messages) -> tuple[int, set[int]]:
+    """Statements of a run without faults, and the ids it commits; the data is restored."""
+    counter = Fault(at=0)
+    status, body = run(app, messages, counter)
+    assert status == 200, body
+    if "records" in body:
+        done = succeeded(body)
+        assert done == set(range(1, ROWS + 1)) - REFUSED, done
+    else:
+        assert body == {"result": True, "message": "all done"}
+        done = set(range(1, ROWS + 1))
+    assert snapshot(app) == expected(done)
+    restore(app)
+    return counter.count, done
+
+
+def check_no_leaks(app: Flask) -> dict[str, int]:
+    """Connections still checked out of the pool, and (PostgreSQL) sessions of the test
+    database idle in a transaction, with no request running."""
+    return {
+        "pool_checked_out_after": engine_of(app).pool.checkedout(),
+        "idle_in_transaction_after": idle_in_transaction(app),
+    }
+
+
+#: Every k fails once, raised before the driver or as a real database error; and every k
+#: starts an outage: all later statements and the COMMIT fail too.
+PLANS: list[tuple[str, int | None]] = [("raise", 1), ("sql", 1), ("raise", None)]
+
+
+@pytest.mark.parametrize("atomic", [True, False], ids=["atomic", "per-record"])
+def test_failing_statement_k_never_half_applies(
+    app: Flask, flex: FlexActions, messages: Messages, atomic: bool
+) -> None:
+    before = seed(app)
+    register(flex, atomic)
+    statements, clean_done = clean_run(app, messages)
+    assert statements > 2 * ROWS  # an UPDATE and an INSERT per row, at least
+    tally = Tally()
+    sweep(app, messages, atomic, before, PLANS, statements, clean_done, tally)
+    leaks = check_no_leaks(app)
+    record_figures(
+        app,
+        f"fault_injection_{'atomic' if atomic else 'per_record'}",
+        {
+            **tally.figures(),
+            **leaks,
+            "statements_in_clean_run": statements,
+            "plans": [Fault(0, kind, span).plan for kind, span in PLANS],
+        },
+    )
+    assert tally.violations == []
+    assert leaks == {"pool_checked_out_after": 0, "idle_in_transaction_after": 0}
+    assert snapshot(app) == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="package bug: when the ROLLBACK TO SAVEPOINT that SQLAlchemy emits inside a failed "
+    "flush fails too, run_per_record reports the record failed, carries on and commits the "
+    "record's earlier statements",
+)
+def test_failing_statement_and_its_rollback_to_savepoint(
+    app: Flask, flex: FlexActions, messages: Messages
+) -> None:
+    """Statement k and the next one fail: for a record whose INSERT fails, the next statement
+    is the ROLLBACK TO SAVEPOINT; that must not leave the record's UPDATE in the commit."""
+    before = seed(app)
+    register(flex, atomic=False)
+    statements, clean_done = clean_run(app, messages)
+    tally = Tally()
+    sweep(app, messages, False, before, [("raise", 2)], statements, clean_done, tally)
+    leaks = check_no_leaks(app)
+    record_figures(
+        app,
+        "fault_injection_per_record_statement_and_rollback",
+        {
+            **tally.figures(),
+            **leaks,
+            "statements_in_clean_run": statements,
+            "plans": ["raise-span2"],
+        },
+    )
+    assert leaks == {"pool_checked_out_after": 0, "idle_in_transaction_after": 0}
+    assert tally.violations == []
+
+
+@pytest.mark.parametrize("atomic", [True, False], ids=["atomic", "per-record"])
+def test_failing_commit_keeps_nothing(
+    app: Flask, flex: FlexActions, messages: Messages, atomic: bool
+) -> None:
+    """COMMIT is no cursor statement: fail it through the engine's ``commit`` event."""
+    before = seed(app)
+    register(flex, atomic)
+    engine = engine_of(app)
+
+    def fail_commit(connection: Any) -> None:
+        raise InjectedFault("COMMIT fails")
+
+    sa.event.listen(engine, "commit", fail_commit)
+    try:
+        response = messages.execute("touch_all", "users", ids=list(range(1, ROWS + 1)))
+    finally:
+        sa.event.remove(engine, "commit", fail_commit)
+    assert response.status_code == 500
+    assert snapshot(app) == before
+    assert engine.pool.checkedout() == 0
+    assert idle_in_transaction(app) == 0
