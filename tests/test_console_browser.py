@@ -108,6 +108,7 @@ def test_lists_the_actions_grouped_by_collection_with_their_kind(page: Any) -> N
     assert kinds == [
         ["accounts", "account_transfer", "collection"],
         ["orders", "refund", "record"],
+        ["orders", "refund_in_full", "bulk"],
         ["orders", "export_orders_csv", "bulk"],
         ["orders", "sales_report", "collection"],
         ["users", "reset_password", "record"],
@@ -176,7 +177,7 @@ def test_file_answer_downloads_the_csv(page: Any) -> None:
     page.fill("#target-ids", "9, 3")
     page.click("#run")
     page.wait_for_selector("#download")
-    assert "attachment; filename=orders.csv" in page.inner_text("#response-headers")
+    assert 'attachment; filename="orders.csv"' in page.inner_text("#response-headers")
     with page.expect_download() as info:
         page.click("#download")
     download = info.value

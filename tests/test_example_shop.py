@@ -77,6 +77,7 @@ def test_action_list_offers_one_action_of_each_kind(client: FlaskClient) -> None
         "reset_password",
         "block_users",
         "refund",
+        "refund_in_full",
         "account_transfer",
         "export_orders_csv",
         "sales_report",
@@ -95,6 +96,7 @@ def test_action_list_offers_one_action_of_each_kind(client: FlaskClient) -> None
         "reset_password": ("users", True, False),
         "block_users": ("users", True, True),
         "refund": ("orders", True, False),
+        "refund_in_full": ("orders", True, True),
         "account_transfer": ("accounts", False, False),
         "export_orders_csv": ("orders", True, True),
         "sales_report": ("orders", False, False),
@@ -432,3 +434,23 @@ def test_jet_admin_users_see_what_their_team_may_run(
     after = (get(app, Account, 1).balance, get(app, Account, 2).balance)
     moved = Decimal("1.00") if status == 200 else Decimal(0)
     assert after == (before[0] - moved, before[1] + moved)
+
+
+# A background action, run inline (no broker in the tests' config)
+
+
+def test_refund_in_full_runs_as_a_job(app: Flask, client: FlaskClient) -> None:
+    with app.app_context():
+        rows = db.session.scalars(select(Order).order_by(Order.id)).all()
+        refundable = [order.id for order in rows if order.refundable > 0][:2]
+    first = execute(client, "refund_in_full", "orders", ids=refundable)
+    job = first.get_json()["job"]["id"]
+    again = execute(client, "refund_in_full", "orders", ids=refundable)
+    status = message(client, "get_action_status", {"job": job}).get_json()["job"]
+    assert status["state"] == "succeeded"
+    assert status["answer"]["message"] == "2 of 2 records done, 0 failed."
+    assert all(get(app, Order, pk).refundable == 0 for pk in refundable)
+    # The second job finds both orders refunded: each record fails alone, nothing changes.
+    second = message(client, "get_action_status", {"job": again.get_json()["job"]["id"]})
+    answer = second.get_json()["job"]["answer"]
+    assert answer["result"] is False and [r["result"] for r in answer["records"]] == [False, False]

@@ -259,8 +259,8 @@ def sweep(
     for kind, span in plans:
         for k in range(1, max(ROWS, statements) + 1):
             fault = Fault(at=k, kind=kind, span=span)
-            where = f"{fault.plan} k={k}"
             status, body = run(app, messages, fault)
+            where = f"{fault.plan} k={k} ({' '.join(fault.failed[:1])[:24]})"
             tally.runs += 1
             if engine.pool.checkedout() != 0:
                 tally.leaked_connections += 1

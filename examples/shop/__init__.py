@@ -33,6 +33,20 @@ def load_or_create_token(instance_path: Path) -> str:
     return token
 
 
+def celery_init_app(app: Flask, broker: str) -> Any:
+    """A Celery app whose tasks run inside ``app``'s context (Flask's Celery pattern)."""
+    from celery import Celery, Task
+
+    class FlaskTask(Task):  # type: ignore[misc]
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, broker=broker, task_cls=FlaskTask)
+    app.extensions["celery"] = celery
+    return celery
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the shop, create its tables and add the demo data on first start.
 
@@ -62,8 +76,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             "FLEXACTIONS_TOKEN"
         ) or load_or_create_token(Path(app.instance_path))
 
+    # Background actions run on Celery when a broker is named, e.g.
+    # FLEXACTIONS_CELERY_BROKER_URL=redis://127.0.0.1:6379/0 (then start the worker with
+    # `celery -A examples.shop.worker worker`); otherwise they run inline, in the request.
+    broker = app.config.get("FLEXACTIONS_CELERY_BROKER_URL") or os.environ.get(
+        "FLEXACTIONS_CELERY_BROKER_URL"
+    )
+    celery = celery_init_app(app, broker) if broker else None
+    app.config.setdefault("FLEXACTIONS_BACKGROUND_INLINE", celery is None)
+
     db.init_app(app)
-    flex.init_app(app, db=db)
+    flex.init_app(app, db=db, celery=celery)
     app.register_blueprint(flex.blueprint, url_prefix="/flex")
 
     with app.app_context():
