@@ -6,7 +6,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from flask import current_app
+import sqlalchemy as sa
+from flask import current_app, g, has_app_context
 from marshmallow import ValidationError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
@@ -48,10 +49,13 @@ def run_per_record(
     done are always exactly the ones committed.
     """
     _begin_driver_transaction(session)
+    _watch_savepoints(session.get_bind())
+    setattr(g, SAVEPOINT_FAILED_KEY, False)
     records: list[dict[str, Any]] = []
     for row in rows:
         row_id = _wire_id(getattr(row, key))
         savepoint = session.begin_nested()
+        session.connection()  # emit the SAVEPOINT now, not inside the handler's first query
         try:
             answer = success_answer(handler([row], params))
             if not isinstance(answer, dict):
@@ -67,11 +71,38 @@ def run_per_record(
         except Exception as error:
             errors = _errors_of(error)
             savepoint.rollback()
+            _check_savepoints()
             records.append({"id": row_id, "result": False, "errors": errors})
             continue
         savepoint.commit()
+        _check_savepoints()
         records.append({"id": row_id, **answer})
     return _summary(records)
+
+
+#: Set in ``flask.g`` when a SAVEPOINT statement of this run failed.
+SAVEPOINT_FAILED_KEY = "flexactions_savepoint_failed"
+_SAVEPOINT_STATEMENTS = ("SAVEPOINT", "ROLLBACK TO SAVEPOINT", "RELEASE SAVEPOINT")
+
+
+def _note_savepoint_failure(context: sa.engine.ExceptionContext) -> None:
+    statement = (context.statement or "").lstrip().upper()
+    if statement.startswith(_SAVEPOINT_STATEMENTS) and has_app_context():
+        setattr(g, SAVEPOINT_FAILED_KEY, True)
+
+
+def _watch_savepoints(engine: Any) -> None:
+    """Listen once per engine for failed SAVEPOINT statements (errors only, so it costs
+    nothing on the way that works)."""
+    if not sa.event.contains(engine, "handle_error", _note_savepoint_failure):
+        sa.event.listen(engine, "handle_error", _note_savepoint_failure)
+
+
+def _check_savepoints() -> None:
+    """Give up the whole run when a SAVEPOINT could not be opened, rolled back or released:
+    SQLAlchemy may have recovered its own state, but what the database kept is unknown."""
+    if g.get(SAVEPOINT_FAILED_KEY):
+        raise RuntimeError("A SAVEPOINT statement failed; the whole run is rolled back.")
 
 
 def _errors_of(error: Exception) -> ErrorDict:

@@ -124,8 +124,8 @@ def test_per_record_refuses_files(
     [
         ({"atomic": False}, ValueError, "use it with bulk=True"),
         ({"atomic": False, "for_instance": True}, ValueError, "use it with bulk=True"),
-        ({"atomic": 0, "bulk": True}, TypeError, "atomic and lock must be True or False"),
-        ({"lock": "yes"}, TypeError, "atomic and lock must be True or False"),
+        ({"atomic": 0, "bulk": True}, TypeError, "atomic, lock and background must be True or False"),
+        ({"lock": "yes"}, TypeError, "atomic, lock and background must be True or False"),
     ],
 )
 def test_declaration_checks(
