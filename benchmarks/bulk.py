@@ -102,8 +102,8 @@ class Sizes:
 
     counts: tuple[int, ...] = (10, 100, 1000, 10_000, 50_000)
     #: Rows loaded per timed sample (several requests for small sizes).
-    rows_per_round: int = 20_000
-    rounds: int = 7
+    rows_per_round: int = 10_000
+    rounds: int = 5
     rounds_largest: int = 3
 
 
@@ -196,7 +196,7 @@ def run(url: str, sizes: Sizes = Sizes(), durable: bool = False) -> Report:
             f"bulk time per id at {key:,} ids, flex/bare ({dialect})", ratios[key], TIME_TARGET
         )
     )
-    large, base = max(memory_per_id), (1000 if 1000 in memory_per_id else min(memory_per_id))
+    large, base = max(memory_per_id), (10_000 if 10_000 in memory_per_id else min(memory_per_id))
     headlines.append(
         Headline(
             f"bulk memory per id at {large:,} / at {base:,} ids ({dialect})",
