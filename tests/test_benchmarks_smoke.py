@@ -1,0 +1,41 @@
+"""The benchmarks run at a tiny size, so they cannot rot; no timing is asserted."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchmarks import action_list, bulk, load, overhead
+
+
+def url(tmp_path: Path) -> str:
+    return os.environ.get("FLEXACTIONS_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'b.db'}"
+
+
+def test_overhead(tmp_path: Path) -> None:
+    report = overhead.run(url(tmp_path), overhead.QUICK)
+    assert "hand-written Flask view" in report.render()
+    assert report.headlines[0].value > 0
+
+
+def test_bulk(tmp_path: Path) -> None:
+    report = bulk.run(url(tmp_path), bulk.QUICK)
+    assert [h.value for h in report.headlines][0] == 0  # one statement for 10 and 100 ids
+    assert "inverseIds" in report.render()
+
+
+def test_action_list(tmp_path: Path) -> None:
+    report = action_list.run(url(tmp_path), action_list.QUICK)
+    assert "json.dumps" in report.render()
+
+
+@pytest.mark.skipif(
+    shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)"
+)
+@pytest.mark.skipif(shutil.which("gunicorn") is None, reason="gunicorn is not installed")
+def test_load(tmp_path: Path) -> None:
+    report = load.run(url(tmp_path), load.QUICK)
+    assert report.headlines[0].value == 0, report.render()
