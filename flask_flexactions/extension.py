@@ -271,10 +271,14 @@ class AppState:
         """The registry of the extension (shared by every app it is initialised on)."""
         return self.extension.registry
 
-    def restriction(self, collection: Collection, action: Action | None = None) -> Restriction:
+    def restriction(
+        self, collection: Collection, action: Action | None = None
+    ) -> Restriction | None:
         """Narrows a ``select(collection.model)`` to the rows the current caller may touch:
-        the model's scope hook, then ``action``'s."""
+        the model's scope hook, then ``action``'s; None when neither is set."""
         hooks = (self.extension.scopes.get(collection.model), action.scope if action else None)
+        if hooks == (None, None):
+            return None
         caller: Caller = g.get(CALLER_KEY)
 
         def restrict(statement: sa.Select[Any]) -> sa.Select[Any]:
@@ -299,8 +303,9 @@ class AppState:
         """The row of ``collection`` with primary key ``key`` within its scope, or None."""
         if collection.model not in self.extension.scopes:
             return self.db.session.get(collection.model, key)
+        restrict = self.restriction(collection)
         statement = sa.select(collection.model).where(collection.pk_attribute == key)
-        return self.db.session.scalars(self.restriction(collection)(statement)).first()
+        return self.db.session.scalars(restrict(statement) if restrict else statement).first()
 
     def related_collection(self, field: ForeignKey) -> Collection:
         """The collection a ForeignKey param points to in this app."""

@@ -98,7 +98,10 @@ def _related_rows(
 ) -> list[Any]:
     """One page of rows within the model's scope whose label contains ``search`` or whose
     id is ``search``."""
-    query = state.restriction(collection)(sa.select(collection.model))
+    restrict = state.restriction(collection)
+    query = sa.select(collection.model)
+    if restrict is not None:
+        query = restrict(query)
     if search:
         condition = sa.cast(label, sa.String).icontains(search, autoescape=True)
         try:

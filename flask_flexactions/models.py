@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Callable
@@ -164,6 +165,12 @@ class Collection:
             return cls(model, name, None, None, None, problem)
         attribute = getattr(model, mapper.get_property_by_column(column).key)
         return cls(model, name, column, attribute, parser, None)
+
+    @functools.cached_property
+    def select_by_ids(self) -> sa.Select[Any]:
+        """``SELECT model WHERE pk IN :ids``, built once; execute it with ``{"ids": [...]}``."""
+        in_ids = self.pk_attribute.in_(sa.bindparam("ids", expanding=True))
+        return sa.select(self.model).where(in_ids)
 
     @property
     def composite(self) -> bool:

@@ -107,9 +107,11 @@ def load_rows(
     """
     model, pk = collection.model, collection.pk_attribute
     key = pk.key
-    base = sa.select(model)
-    if restrict is not None:
-        base = restrict(base)
+    if restrict is None:
+        base, by_ids = sa.select(model), collection.select_by_ids
+    else:
+        base = restrict(sa.select(model))
+        by_ids = base.where(pk.in_(sa.bindparam("ids", expanding=True)))
     if selection.inverse:
         statement = base.order_by(pk)
         if len(selection.ids) <= chunk_size:
@@ -121,7 +123,7 @@ def load_rows(
         return [row for row in session.scalars(statement) if getattr(row, key) not in excluded]
     found: dict[Any, Any] = {}
     for chunk in _chunks(selection.ids, chunk_size):
-        for row in session.scalars(base.where(pk.in_(chunk))):
+        for row in session.scalars(by_ids, {"ids": list(chunk)}):
             found[getattr(row, key)] = row
     missing = [value for value in selection.ids if value not in found]
     if missing:

@@ -143,8 +143,10 @@ def _read_envelope(settings: Settings) -> dict[str, Any]:
     )
     if request.content_length is not None and request.content_length > settings.max_body:
         raise too_large
-    # One byte past the cap tells an oversized body without a Content-Length (chunked).
-    data = request.stream.read(settings.max_body + 1)
+    # One byte past the cap tells an oversized body without a Content-Length (chunked); a
+    # declared length bounds the read, so a small request never reserves the whole cap.
+    limit = settings.max_body if request.content_length is None else request.content_length
+    data = request.stream.read(limit + 1)
     if len(data) > settings.max_body:
         raise too_large
     return parse_object(data, settings.max_depth, "The request body")
