@@ -16,6 +16,7 @@ from .errors import (
     ServiceUnavailable,
 )
 from .extension import FlexActions
+from .options import DynamicSelect
 
 try:
     __version__ = version("flask-flexactions")
@@ -28,6 +29,7 @@ __all__ = [
     "ActionKind",
     "AuthenticationError",
     "Caller",
+    "DynamicSelect",
     "FlexActions",
     "FlexActionsError",
     "PermissionDenied",

@@ -10,6 +10,8 @@ from typing import Any
 
 from marshmallow import Schema
 
+from .defaults import check_defaults
+from .dry_run import Preview, check_preview
 from .errors import NotFound
 from .models import Collection
 from .params import ParamSpec, build_params
@@ -51,6 +53,8 @@ class Action:
     atomic: bool = True
     #: Lock the selected rows and ForeignKey rows with ``SELECT ... FOR UPDATE`` first.
     lock: bool = False
+    #: Called instead of the handler, with the same arguments, by a dry run.
+    preview: Preview | None = None
 
     @property
     def kind(self) -> ActionKind:
@@ -102,6 +106,7 @@ def make_action(
     scope: Any = None,
     atomic: bool = True,
     lock: bool = False,
+    preview: Any = None,
 ) -> Action:
     """Check a declaration and build its :class:`Action`, or raise naming the fix."""
     if not callable(handler):
@@ -159,7 +164,9 @@ def make_action(
         scope=check_scope(scope, f"Action {action_name!r}"),
         atomic=atomic,
         lock=lock,
+        preview=check_preview(preview, action_name),
     )
+    check_defaults(action)
     try:
         json.dumps(action.wire())
     except (TypeError, ValueError) as error:

@@ -29,8 +29,9 @@ REDACTED = "[redacted]"
 #: ``failed``: the handler ran and refused, raised or crashed; rolled back (``atomic=False``:
 #: some records failed). ``invalid``: a protocol error, invalid params or missing rows; the
 #: handler never ran. ``refused``: the caller may not run it (403). ``replayed``: an
-#: ``Idempotency-Key`` answered from the first run's stored answer.
-OUTCOMES = ("ran", "failed", "invalid", "refused", "replayed")
+#: ``Idempotency-Key`` answered from the first run's stored answer. ``dry_run``: a dry run
+#: answered from the preview; the handler never ran and nothing was written.
+OUTCOMES = ("ran", "failed", "invalid", "refused", "replayed", "dry_run")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from .audit import Attempt, AuditRecord, AuditSink, redact_params, summarize_tar
 from .body import parse_object
 from .caller import CALLER_KEY
 from .downloads import secure_content_disposition
+from .dry_run import dry_run, wants_dry_run
+from .dynamic import complete_params
 from .errors import ActionError, ErrorDict, PermissionDenied, ProtocolError, validation_messages
 from .fields import ForeignKey
 from .idempotency import IdempotencyStore, Reservation, fingerprint, idempotency_key
@@ -98,6 +100,9 @@ def _run(
     store = state.idempotency
     try:
         arguments = _resolve(state, action, model, request_params, values)
+        complete_params(action, model, arguments, values)
+        if wants_dry_run(request_params):
+            return dry_run(state, action, arguments, attempt, reservation)
         if action.lock and supports_row_locks(session):
             lock_rows(session, _lockable(action, arguments), state.settings.id_chunk_size)
         attempt.handler_called = True

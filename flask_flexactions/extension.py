@@ -13,6 +13,7 @@ from .audit import AuditRecord, TableAuditSink, make_sink
 from .auth import Authentication, Authenticator
 from .caller import CALLER_KEY, Caller
 from .config import Settings, load_settings
+from .dry_run import Preview
 from .fields import ForeignKey
 from .idempotency import IdempotencyStore
 from .listing import ActionListing
@@ -88,6 +89,7 @@ class FlexActions:
         scope: ScopeHook | None = None,
         atomic: bool = True,
         lock: bool = False,
+        preview: Preview | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as an action and return it unchanged.
 
@@ -107,6 +109,8 @@ class FlexActions:
             answers with the outcome of each id; True (the default) is all or nothing.
         :param lock: lock the selected rows and ForeignKey params' rows with ``SELECT ... FOR
             UPDATE`` in primary key order before the handler runs (no-op on SQLite).
+        :param preview: called with the handler's arguments by a dry run (``"dry_run": true``)
+            instead of the handler; returns a summary text or None.
         """
 
         def decorator(handler: F) -> F:
@@ -123,6 +127,7 @@ class FlexActions:
                 scope=scope,
                 atomic=atomic,
                 lock=lock,
+                preview=preview,
             )
             return handler
 
@@ -143,6 +148,7 @@ class FlexActions:
         scope: ScopeHook | None = None,
         atomic: bool = True,
         lock: bool = False,
+        preview: Preview | None = None,
     ) -> Action:
         """Register ``handler`` as an action; the plain twin of :meth:`action`.
 
@@ -161,6 +167,7 @@ class FlexActions:
             scope=scope,
             atomic=atomic,
             lock=lock,
+            preview=preview,
         )
         self.registry.add(action)
         return action

@@ -14,6 +14,7 @@ from .body import parse_object
 from .caller import CALLER_KEY
 from .config import Settings
 from .cors import add_cors_headers
+from .dynamic import get_action_params, get_field_options
 from .errors import AuthenticationError, ProtocolError
 from .execution import execute_action
 
@@ -40,7 +41,8 @@ def _not_yet(name: str, why: str) -> MessageHandler:
 MESSAGES: dict[str, MessageHandler] = {
     "get_action_list": get_action_list,
     "execute_action": execute_action,
-    "get_field_options": _not_yet("get_field_options", "no action declares dynamic options."),
+    "get_field_options": get_field_options,
+    "get_action_params": get_action_params,
     "get_element_status": _not_yet("get_element_status", "it is reserved and unspecified."),
 }
 
