@@ -17,6 +17,7 @@ from .errors import (
 )
 from .extension import FlexActions
 from .jobs import JobCancelled, report_progress
+from .options import DynamicSelect
 
 try:
     __version__ = version("flask-flexactions")
@@ -29,6 +30,7 @@ __all__ = [
     "ActionKind",
     "AuthenticationError",
     "Caller",
+    "DynamicSelect",
     "FlexActions",
     "FlexActionsError",
     "JobCancelled",

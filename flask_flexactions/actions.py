@@ -10,6 +10,8 @@ from typing import Any
 
 from marshmallow import Schema
 
+from .defaults import check_defaults
+from .dry_run import Preview, check_preview
 from .errors import NotFound
 from .models import Collection
 from .params import ParamSpec, build_params
@@ -53,6 +55,8 @@ class Action:
     lock: bool = False
     #: Queue the run as a background job (Celery) instead of running it in the request.
     background: bool = False
+    #: Called instead of the handler, with the same arguments, by a dry run.
+    preview: Preview | None = None
 
     @property
     def kind(self) -> ActionKind:
@@ -105,6 +109,7 @@ def make_action(
     atomic: bool = True,
     lock: bool = False,
     background: bool = False,
+    preview: Any = None,
 ) -> Action:
     """Check a declaration and build its :class:`Action`, or raise naming the fix."""
     if not callable(handler):
@@ -165,7 +170,9 @@ def make_action(
         atomic=atomic,
         lock=lock,
         background=background,
+        preview=check_preview(preview, action_name),
     )
+    check_defaults(action)
     try:
         json.dumps(action.wire())
     except (TypeError, ValueError) as error:

@@ -30,8 +30,9 @@ REDACTED = "[redacted]"
 #: some records failed). ``invalid``: a protocol error, invalid params or missing rows; the
 #: handler never ran. ``refused``: the caller may not run it (403). ``replayed``: an
 #: ``Idempotency-Key`` answered from the first run's stored answer. ``queued``: a background
-#: job was queued (its run in the worker is a record of its own).
-OUTCOMES = ("ran", "failed", "invalid", "refused", "replayed", "queued")
+#: job was queued (its run in the worker is a record of its own). ``dry_run``: a dry run
+#: answered from the preview; the handler never ran and nothing was written.
+OUTCOMES = ("ran", "failed", "invalid", "refused", "replayed", "queued", "dry_run")
 
 
 @dataclass(frozen=True)

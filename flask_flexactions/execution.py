@@ -24,6 +24,8 @@ from .audit import Attempt, AuditRecord, AuditSink, redact_params, summarize_tar
 from .body import parse_object
 from .caller import CALLER_KEY, Caller
 from .downloads import secure_content_disposition
+from .dry_run import dry_run, wants_dry_run
+from .dynamic import complete_params
 from .errors import ActionError, ErrorDict, PermissionDenied, ProtocolError, validation_messages
 from .fields import ForeignKey
 from .idempotency import IdempotencyStore, Reservation, fingerprint, idempotency_key
@@ -128,7 +130,7 @@ def _run(
     except (ProtocolError, HTTPException):
         _release(store, reservation)
         raise
-    if ran.crashed:
+    if ran.release:
         _release(store, reservation)
     elif not ran.committed and reservation is not None and store is not None:
         try:
@@ -149,12 +151,13 @@ def _run(
 
 @dataclass
 class _Ran:
-    """How a run ended: its answer, whether its work committed, whether it crashed (500)."""
+    """How a run ended: its answer, and whether its work committed."""
 
     response: BaseResponse
     committed: bool = False
-    crashed: bool = False
     cancelled: bool = False
+    #: Forget the Idempotency-Key: a retry may answer otherwise (a crash, a dry run).
+    release: bool = False
 
 
 def _transact(
@@ -175,6 +178,9 @@ def _transact(
     session = state.db.session
     try:
         arguments = _resolve(state, action, model, request_params, values)
+        complete_params(action, model, arguments, values)
+        if wants_dry_run(request_params):
+            return _Ran(dry_run(state, action, arguments, attempt, None), release=True)
         if invoke is not None:
             answer = invoke(arguments)
         else:
@@ -217,7 +223,7 @@ def _transact(
         if has_request_context():
             got_request_exception.send(current_app._get_current_object(), exception=error)  # type: ignore[attr-defined]
         attempt.outcome = "failed" if attempt.handler_called else "invalid"
-        return _Ran(message_error(INTERNAL_ERROR_MESSAGE, 500), crashed=True)
+        return _Ran(message_error(INTERNAL_ERROR_MESSAGE, 500), release=True)
     attempt.outcome = "ran"
     if isinstance(answer, dict) and answer["result"] is False:
         attempt.outcome, attempt.errors = "failed", answer.get("errors")

@@ -14,6 +14,7 @@ from .auth import Authentication, Authenticator
 from .caller import CALLER_KEY, Caller
 from .cli import flexactions_cli
 from .config import Settings, load_settings
+from .dry_run import Preview
 from .fields import ForeignKey
 from .idempotency import IdempotencyStore
 from .jobs import JobStore
@@ -94,6 +95,7 @@ class FlexActions:
         atomic: bool = True,
         lock: bool = False,
         background: bool = False,
+        preview: Preview | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as an action and return it unchanged.
 
@@ -116,6 +118,8 @@ class FlexActions:
         :param background: queue the run on Celery and answer at once with a job id; see
             ``get_action_status``. Needs ``init_app(app, celery=...)`` or
             ``FLEXACTIONS_BACKGROUND_INLINE``.
+        :param preview: called with the handler's arguments by a dry run (``"dry_run": true``)
+            instead of the handler; returns a summary text or None.
         """
 
         def decorator(handler: F) -> F:
@@ -133,6 +137,7 @@ class FlexActions:
                 atomic=atomic,
                 lock=lock,
                 background=background,
+                preview=preview,
             )
             return handler
 
@@ -154,6 +159,7 @@ class FlexActions:
         atomic: bool = True,
         lock: bool = False,
         background: bool = False,
+        preview: Preview | None = None,
     ) -> Action:
         """Register ``handler`` as an action; the plain twin of :meth:`action`.
 
@@ -173,6 +179,7 @@ class FlexActions:
             atomic=atomic,
             lock=lock,
             background=background,
+            preview=preview,
         )
         self.registry.add(action)
         return action

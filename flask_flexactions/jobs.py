@@ -129,7 +129,12 @@ class _RunningJob:
         self.last_write = now
         values = dict(self.latest)
         table = self.store.table
-        with self.store.db.engine.connect() as connection:
+        engine = self.store.db.engine
+        if isinstance(engine.pool, (sa.pool.StaticPool, sa.pool.SingletonThreadPool)):
+            # One shared connection (in-memory SQLite): a second one would end the run's own
+            # transaction. The progress is stored with the answer instead.
+            return
+        with engine.connect() as connection:
             try:
                 with _no_wait(connection):
                     connection.execute(table.update().where(table.c.id == self.id).values(**values))

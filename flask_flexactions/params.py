@@ -9,12 +9,14 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields
 
+from .defaults import DEFAULT_KEY, wire_default
 from .fields import FIELD_TYPES, TEXT_FIELD_TYPES, ForeignKey, Select, WireField, wire_type_of
+from .options import DynamicSelect
 
 #: Keys a param declaration in the list-of-dicts format may have.
 PARAM_KEYS = frozenset(
     {"name", "field", "required", "params", "label", "verbose_name", "description", "secret"}
-)
+) | {DEFAULT_KEY}
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,8 @@ def _field_from_dict(declaration: Mapping[str, Any], action: str) -> tuple[str, 
         "description": declaration.get("description"),
         "secret": secret,
     }
+    if DEFAULT_KEY in declaration:
+        metadata[DEFAULT_KEY] = declaration[DEFAULT_KEY]
     kwargs: dict[str, Any] = {"required": required, "metadata": metadata}
     if wire_type == "ForeignKey":
         related = options.pop("related_model", None)
@@ -128,6 +132,8 @@ def _field_from_dict(declaration: Mapping[str, Any], action: str) -> tuple[str, 
                 "params={'related_model': {'model': Account}} (a model class or wire name)."
             )
         field: fields.Field[Any] = ForeignKey(model, **kwargs)
+    elif wire_type == "SelectField" and callable(options.get("options")):
+        field = DynamicSelect(options.pop("options"), **kwargs)
     elif wire_type == "SelectField":
         if not isinstance(options.get("options"), list):
             raise ValueError(
@@ -160,6 +166,7 @@ def _describe(name: str, field: fields.Field[Any], action: str) -> dict[str, Any
         "required": bool(field.required),
         "params": wire_params,
     }
+    entry.update(wire_default(field, f"Action {action!r}, param {entry['name']!r}"))
     label = field.metadata.get("label")
     if label:
         entry["label"] = entry["verbose_name"] = str(label)

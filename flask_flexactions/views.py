@@ -15,6 +15,7 @@ from .caller import CALLER_KEY
 from .config import Settings
 from .console import register_console
 from .cors import add_cors_headers
+from .dynamic import get_action_params, get_field_options
 from .errors import AuthenticationError, ProtocolError
 from .execution import execute_action
 from .jobs import JobStore
@@ -62,7 +63,8 @@ MESSAGES: dict[str, MessageHandler] = {
     "execute_action": execute_action,
     "get_action_status": get_action_status,
     "cancel_action": cancel_action,
-    "get_field_options": _not_yet("get_field_options", "no action declares dynamic options."),
+    "get_field_options": get_field_options,
+    "get_action_params": get_action_params,
     "get_element_status": _not_yet("get_element_status", "it is reserved and unspecified."),
     # An extension of the protocol: the search behind the debug console's ForeignKey picker.
     "get_related_options": get_related_options,

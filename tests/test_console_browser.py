@@ -109,9 +109,11 @@ def test_lists_the_actions_grouped_by_collection_with_their_kind(page: Any) -> N
         ["accounts", "account_transfer", "collection"],
         ["orders", "refund", "record"],
         ["orders", "refund_in_full", "bulk"],
+        ["orders", "reassign_order", "record"],
         ["orders", "export_orders_csv", "bulk"],
         ["orders", "sales_report", "collection"],
         ["users", "reset_password", "record"],
+        ["users", "rename_user", "record"],
         ["users", "block_users", "bulk"],
         ["", "ping", "common"],
     ]

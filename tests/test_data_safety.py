@@ -21,6 +21,7 @@ from tests.conftest import AUTH, URL
 from tests.models import User, db
 
 SECRET = "hunter2-very-secret"
+FLAGS_MESSAGE = "atomic, lock and background must be True or False"
 
 
 @pytest.fixture
@@ -124,7 +125,11 @@ def test_per_record_refuses_files(
     [
         ({"atomic": False}, ValueError, "use it with bulk=True"),
         ({"atomic": False, "for_instance": True}, ValueError, "use it with bulk=True"),
-        ({"atomic": 0, "bulk": True}, TypeError, "atomic, lock and background must be True or False"),
+        (
+            {"atomic": 0, "bulk": True},
+            TypeError,
+            "atomic, lock and background must be True or False",
+        ),
         ({"lock": "yes"}, TypeError, "atomic, lock and background must be True or False"),
     ],
 )

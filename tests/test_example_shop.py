@@ -75,9 +75,11 @@ def test_action_list_offers_one_action_of_each_kind(client: FlaskClient) -> None
     actions = {action["name"]: action for action in response.json}
     assert set(actions) == {
         "reset_password",
+        "rename_user",
         "block_users",
         "refund",
         "refund_in_full",
+        "reassign_order",
         "account_transfer",
         "export_orders_csv",
         "sales_report",
@@ -94,9 +96,11 @@ def test_action_list_offers_one_action_of_each_kind(client: FlaskClient) -> None
     }
     assert kinds == {
         "reset_password": ("users", True, False),
+        "rename_user": ("users", True, False),
         "block_users": ("users", True, True),
         "refund": ("orders", True, False),
         "refund_in_full": ("orders", True, True),
+        "reassign_order": ("orders", True, False),
         "account_transfer": ("accounts", False, False),
         "export_orders_csv": ("orders", True, True),
         "sales_report": ("orders", False, False),
@@ -454,3 +458,69 @@ def test_refund_in_full_runs_as_a_job(app: Flask, client: FlaskClient) -> None:
     second = message(client, "get_action_status", {"job": again.get_json()["job"]["id"]})
     answer = second.get_json()["job"]["answer"]
     assert answer["result"] is False and [r["result"] for r in answer["records"]] == [False, False]
+
+
+# Dynamic params: computed options, defaults from the record, a dry run
+
+
+def test_reassign_order_offers_other_active_customers(app: Flask, client: FlaskClient) -> None:
+    assert execute(client, "block_users", "users", ids=[4]).json["result"]
+    listed = {a["name"]: a for a in message(client, "get_action_list").json}
+    assert listed["reassign_order"]["params"][0]["params"] == {"options": [], "dynamic": True}
+    request = {"action": "reassign_order", "model": "orders", "field": "new_owner", "id": 1}
+    response = message(client, "get_field_options", request)
+    assert response.status_code == 200
+    # Order 1 is Ada's and Edsger is blocked.
+    assert [option["value"] for option in response.json] == [3, 5, 2]
+    assert response.json[0] == {"value": 3, "name": "Alan Turing <alan@example.com>"}
+    found = message(client, "get_field_options", {**request, "search": "HOPPER"})
+    assert found.json == [{"value": 2, "name": "Grace Hopper <grace@example.com>"}]
+    wildcard = message(client, "get_field_options", {**request, "search": "%"})
+    assert wildcard.json == []
+    paged = message(client, "get_field_options", {**request, "page": 2, "limit": 2})
+    assert [option["value"] for option in paged.json] == [2]
+
+
+def test_reassign_order_runs_only_with_an_offered_customer(app: Flask, client: FlaskClient) -> None:
+    errors = failed(execute(client, "reassign_order", "orders", id=1, params={"new_owner": 1}))
+    assert errors == {"new_owner": ["Not one of the allowed options."]}
+    response = execute(client, "reassign_order", "orders", id=1, params={"new_owner": "2"})
+    assert response.json == {
+        "result": True,
+        "message": "Order #1 now belongs to grace@example.com.",
+    }
+    assert get(app, Order, 1).user_id == 2
+
+
+def test_rename_user_is_prefilled_from_the_record(app: Flask, client: FlaskClient) -> None:
+    listed = {a["name"]: a for a in message(client, "get_action_list").json}
+    name = listed["rename_user"]["params"][0]
+    assert (name["default"], name["default_from_record"], name["required"]) == (None, True, False)
+    response = message(
+        client, "get_action_params", {"name": "rename_user", "model": "users", "id": 2}
+    )
+    assert response.json[0]["default"] == "Grace Hopper"
+    missing = message(
+        client, "get_action_params", {"name": "rename_user", "model": "users", "id": 9}
+    )
+    assert failed(missing) == {"non_field_errors": ["No record of users has the id 9."]}
+    renamed = execute(client, "rename_user", "users", id=2, params={"name": " Amazing Grace "})
+    assert renamed.json["message"] == "grace@example.com is now called Amazing Grace."
+    # Left out, the name defaults to the current one.
+    assert execute(client, "rename_user", "users", id=3).json["result"] is True
+    assert get(app, User, 3).name == "Alan Turing"
+    assert "name" in failed(execute(client, "rename_user", "users", id=3, params={"name": " "}))
+
+
+def test_block_users_dry_run_blocks_no_one(app: Flask, client: FlaskClient) -> None:
+    assert execute(client, "block_users", "users", ids=[2]).json["result"]
+    response = execute(client, "block_users", "users", ids=[1, 2, 3], dry_run=True)
+    assert response.json == {
+        "result": True,
+        "dry_run": True,
+        "count": 3,
+        "message": "Would block 2 users (1 already blocked).",
+    }
+    assert [get(app, User, pk).is_blocked for pk in (1, 2, 3)] == [False, True, False]
+    invalid = execute(client, "block_users", "users", ids=[1], dry_run=True, params={"reason": "x"})
+    assert list(failed(invalid)) == ["reason"]

@@ -21,6 +21,7 @@ from .models import PARTIALLY_REFUNDED, REFUNDED, Account, Order, User, db
 flex = FlexActions()
 
 MIN_PASSWORD_LENGTH = 8
+MAX_NAME_LENGTH = 120
 CENT = Decimal("0.01")
 BLOCK_REASONS = [
     {"value": "fraud", "name": "Fraud"},
@@ -64,11 +65,38 @@ def reset_password(user: User, params: dict[str, Any]) -> str:
     return f"The password of {user.email} was reset."
 
 
-# A bulk action: one request carries the ids of every selected user.
+# A record action whose param is prefilled from the record: get_action_list shows
+# "default_from_record": true, and get_action_params answers the user's current name.
+@flex.action(
+    User,
+    for_instance=True,
+    label="Rename",
+    params=[
+        {"name": "name", "field": "CharField", "label": "Name", "default": lambda user: user.name},
+    ],
+)
+def rename_user(user: User, params: dict[str, Any]) -> str:
+    """Change a user's display name; left out, it stays as it is."""
+    name: str = params["name"].strip()
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise ActionError(errors={"name": [f"Use 1 to {MAX_NAME_LENGTH} characters."]})
+    user.name = name
+    return f"{user.email} is now called {name}."
+
+
+def _block_preview(users: list[User], params: dict[str, Any]) -> str:
+    """What a dry run of block_users answers: who would be blocked, who already is."""
+    already = sum(1 for user in users if user.is_blocked)
+    return f"Would block {_plural(len(users) - already, 'user')} ({already} already blocked)."
+
+
+# A bulk action: one request carries the ids of every selected user. A dry run
+# ("dry_run": true) answers the preview's summary and blocks no one.
 @flex.action(
     User,
     bulk=True,
     label="Block users",
+    preview=_block_preview,
     params=[
         {
             "name": "reason",
@@ -127,6 +155,50 @@ def refund_in_full(orders: list[Order], params: dict[str, Any]) -> str:
     order.status = REFUNDED
     report_progress(1, 1, f"order #{order.id}")
     return f"Refunded {amount:.2f} of order #{order.id}."
+
+
+def _new_owners(
+    values: dict[str, Any], model: type[Order], orders: list[Order], search: str | None
+) -> list[dict[str, Any]]:
+    """Who may take over the selected order: users not blocked, other than its owner, whose
+    e-mail or name contains the search text."""
+    query = select(User).where(User.is_blocked.is_(False)).order_by(User.email)
+    if orders:
+        query = query.where(User.id.not_in([order.user_id for order in orders]))
+    if search:
+        query = query.where(
+            User.email.icontains(search, autoescape=True)
+            | User.name.icontains(search, autoescape=True)
+        )
+    return [
+        {"value": user.id, "name": f"{user.name} <{user.email}>"}
+        for user in db.session.scalars(query)
+    ]
+
+
+# A SelectField whose options depend on the selected order: get_action_list shows
+# "options": [], "dynamic": true, and the admin UI asks get_field_options for them.
+@flex.action(
+    Order,
+    for_instance=True,
+    label="Move to another customer",
+    params=[
+        {
+            "name": "new_owner",
+            "field": "SelectField",
+            "required": True,
+            "label": "New customer",
+            "params": {"options": _new_owners},
+        },
+    ],
+)
+def reassign_order(order: Order, params: dict[str, Any]) -> str:
+    """Move an order to another customer (execute_action accepts only a computed option)."""
+    owner = db.session.get(User, params["new_owner"])
+    if owner is None:
+        raise ActionError(errors={"new_owner": ["This customer no longer exists."]})
+    order.user = owner
+    return f"Order #{order.id} now belongs to {owner.email}."
 
 
 # A collection action (for_instance=False): it runs on the accounts table, not on one row.

@@ -1,0 +1,102 @@
+"""Dry runs: ``execute_action`` with ``"dry_run": true`` resolves everything and writes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from flask import current_app
+from werkzeug.wrappers import Response as BaseResponse
+
+from .answers import json_response
+from .audit import Attempt
+from .errors import ProtocolError
+from .idempotency import Reservation
+
+if TYPE_CHECKING:
+    from .actions import Action
+    from .extension import AppState
+
+#: What ``preview=`` accepts: called with the handler's arguments, returns a summary or None.
+Preview = Callable[..., "str | None"]
+
+#: The audit outcome of a dry run.
+DRY_RUN_OUTCOME = "dry_run"
+
+
+def check_preview(preview: Any, action_name: str) -> Preview | None:
+    """``preview`` if it is None or callable, else a ``TypeError`` naming the fix."""
+    if preview is None or callable(preview):
+        return preview  # type: ignore[no-any-return]
+    raise TypeError(
+        f"Action {action_name!r}: preview must be a function taking the handler's arguments "
+        f"and returning a summary text or None, got {preview!r}."
+    )
+
+
+def wants_dry_run(request_params: dict[str, Any]) -> bool:
+    """Whether the ``execute_action`` params ask for a dry run (``"dry_run": true``)."""
+    flag = request_params.get("dry_run")
+    if flag is None or isinstance(flag, bool):
+        return flag is True
+    raise ProtocolError("dry_run must be true or false.")
+
+
+def dry_run(
+    state: AppState,
+    action: Action,
+    arguments: tuple[Any, ...],
+    attempt: Attempt,
+    reservation: Reservation | None,
+) -> BaseResponse:
+    """Answer what a run with ``arguments`` would do, from the action's ``preview``, and roll
+    back whatever the preview wrote. The handler is never called.
+
+    An ``Idempotency-Key`` reserved for the request is released: a dry run must not answer for
+    the real run that follows it.
+    """
+    try:
+        summary = action.preview(*arguments) if action.preview is not None else None
+        if summary is not None and not isinstance(summary, str):
+            raise TypeError(
+                f"The preview of {action.name!r} returned {type(summary).__name__}; "
+                "return a str or None."
+            )
+    finally:
+        _undo(state, reservation)
+    count = _count(action, arguments)
+    attempt.outcome = DRY_RUN_OUTCOME
+    return json_response(
+        {
+            "result": True,
+            "dry_run": True,
+            "count": count,
+            "message": summary if summary is not None else default_summary(action, count),
+        }
+    )
+
+
+def default_summary(action: Action, count: int) -> str:
+    """``Would run Block users on 3 records.``, or ``Would run Ping.`` without records."""
+    title = action.label or action.name
+    if not action.for_instance:
+        return f"Would run {title}."
+    return f"Would run {title} on {count} record{'' if count == 1 else 's'}."
+
+
+def _count(action: Action, arguments: tuple[Any, ...]) -> int:
+    if action.bulk:
+        return len(arguments[0])
+    return 1 if action.for_instance else 0
+
+
+def _undo(state: AppState, reservation: Reservation | None) -> None:
+    try:
+        state.db.session.rollback()
+    except Exception:
+        current_app.logger.exception("Rolling back after a Flex action dry run failed")
+    if reservation is not None and state.idempotency is not None:
+        try:
+            state.idempotency.release(reservation)
+        except Exception:
+            current_app.logger.exception("Releasing the Idempotency-Key of a dry run failed")

@@ -1,0 +1,254 @@
+"""Dynamic forms: the ``get_field_options`` and ``get_action_params`` messages, and the
+defaults and computed choices ``execute_action`` applies once the rows are loaded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from flask import current_app, g
+from flask.signals import got_request_exception
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
+
+from .actions import Action, ActionKind
+from .answers import INTERNAL_ERROR_MESSAGE, error_response, json_response, message_error
+from .body import parse_object
+from .caller import CALLER_KEY
+from .defaults import apply_defaults, record_params
+from .errors import ActionError, ErrorDict, PermissionDenied, ProtocolError, validation_messages
+from .fields import Select
+from .models import Collection
+from .options import DynamicSelect, choose
+from .permissions import may_run
+from .selection import load_rows, parse_selection
+
+if TYPE_CHECKING:
+    from .extension import AppState
+
+#: Options per page of ``get_field_options`` when the client names no ``limit``, and the most.
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+#: The longest search text ``get_field_options`` takes.
+MAX_SEARCH = 256
+
+
+def get_field_options(state: AppState, request_params: dict[str, Any]) -> BaseResponse:
+    """Answer ``get_field_options``: one page of a SelectField's options, as a JSON array of
+    ``{"value", "name"}``.
+
+    Request params: ``action`` (the action's name), ``model``, ``field`` (the param's name),
+    ``params`` (the form's current values), ``id``/``ids``/``inverseIds`` (the selection,
+    optional), ``search``, ``page`` (from 1) and ``limit`` (or ``page_size``; at most 200).
+    """
+    action_name = request_params.get("action", request_params.get("name"))
+    action, collection = _find_action(state, request_params, action_name, "action")
+    field_name = request_params.get("field")
+    if not isinstance(field_name, str) or not field_name:
+        raise ProtocolError("get_field_options needs params.field, the name of a param.")
+    field = _field(action, field_name)
+    search = _search(request_params.get("search"))
+    page = _integer(request_params, ("page",), 1, None)
+    limit = _integer(request_params, ("limit", "page_size"), DEFAULT_LIMIT, MAX_LIMIT)
+    values = _user_values(request_params.get("params"), state.settings.max_depth)
+
+    def compute() -> list[dict[str, Any]]:
+        if isinstance(field, DynamicSelect):
+            rows = _selected_rows(state, action, collection, request_params, values, False)
+            model = collection.model if collection is not None else None
+            return field.compute(values, model, rows, search)
+        return _matching(field.options, search)
+
+    options = _guarded(state, action, compute)
+    if isinstance(options, BaseResponse):
+        return options
+    start = (page - 1) * limit
+    return json_response(options[start : start + limit])
+
+
+def get_action_params(state: AppState, request_params: dict[str, Any]) -> BaseResponse:
+    """Answer ``get_action_params`` (an extension of the protocol): the action's ``params``
+    list as in ``get_action_list``, with the defaults computed from the record ``id`` filled in.
+
+    Request params: ``name`` (the action's name), ``model`` and, for a record action, ``id``.
+    """
+    action, collection = _find_action(state, request_params, request_params.get("name"), "name")
+
+    def compute() -> list[dict[str, Any]]:
+        row = None
+        if action.kind is ActionKind.RECORD:
+            row = _selected_rows(state, action, collection, request_params, {}, True)[0]
+        return record_params(action, row)
+
+    answer = _guarded(state, action, compute)
+    return answer if isinstance(answer, BaseResponse) else json_response(answer)
+
+
+def complete_params(
+    action: Action, model: str | None, arguments: tuple[Any, ...], values: dict[str, Any]
+) -> None:
+    """After ``execute_action`` resolved the handler's ``arguments``: add the defaults of the
+    params the client left out, then check every dynamic SelectField value against the options
+    its function computes for these values and rows (``ActionError`` when it is not one)."""
+    apply_defaults(action, arguments)
+    dynamic = {
+        name: field
+        for name, field in action.params.schema.load_fields.items()
+        if isinstance(field, DynamicSelect)
+    }
+    if not dynamic:
+        return
+    loaded: dict[str, Any] = arguments[-1]
+    model_class = action.collection(model or "").model if action.collections else None
+    if action.kind is ActionKind.BULK:
+        rows = list(arguments[0])
+    else:
+        rows = [arguments[0]] if action.kind is ActionKind.RECORD else []
+    errors: ErrorDict = {}
+    for name, field in dynamic.items():
+        key = field.attribute or name
+        if key not in loaded:
+            continue
+        try:
+            loaded[key] = choose(field.compute(values, model_class, rows, None), loaded[key])
+        except ValidationError as error:
+            errors[field.data_key or name] = validation_messages(error.messages).get(
+                "non_field_errors", ["Not one of the allowed options."]
+            )
+    if errors:
+        raise ActionError(errors=errors)
+
+
+def _find_action(
+    state: AppState, request_params: dict[str, Any], name: Any, key: str
+) -> tuple[Action, Collection | None]:
+    """The action the message names and its collection, once the caller may run it."""
+    if not isinstance(name, str) or not name:
+        raise ProtocolError(f"The message needs params.{key}, the action's name.")
+    model = request_params.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ProtocolError("params.model must be the collection's name, a string.")
+    action = state.registry.find(model or None, name)
+    collection = action.collection(model) if model and action.collections else None
+    caller = g.get(CALLER_KEY)
+    if not may_run(caller, action, collection.model if collection else None):
+        if caller.read_only:
+            raise PermissionDenied("Read-only users may not run actions.")
+        raise PermissionDenied(f"You may not run the action {action.name!r}.")
+    return action, collection
+
+
+def _field(action: Action, wire_name: str) -> Select | DynamicSelect:
+    for name, field in action.params.schema.load_fields.items():
+        if (field.data_key or name) == wire_name:
+            if isinstance(field, (Select, DynamicSelect)):
+                return field
+            raise ProtocolError(
+                f"The param {wire_name[:64]!r} of {action.name!r} is not a SelectField; "
+                "get_field_options answers for SelectField params only."
+            )
+    raise ProtocolError(f"The action {action.name!r} has no param {wire_name[:64]!r}.")
+
+
+def _search(raw: Any) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise ProtocolError("params.search must be a string.")
+    if len(raw) > MAX_SEARCH or "\x00" in raw:
+        raise ProtocolError(
+            f"params.search must be at most {MAX_SEARCH} characters, without NUL characters."
+        )
+    return raw
+
+
+def _integer(
+    request_params: dict[str, Any], keys: tuple[str, ...], default: int, maximum: int | None
+) -> int:
+    """The first of ``keys`` present, an integer from 1 to ``maximum`` (400 otherwise)."""
+    for key in keys:
+        raw = request_params.get(key)
+        if raw is None:
+            continue
+        if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 18:
+            raw = int(raw)
+        if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
+            raise ProtocolError(f"params.{key} must be a whole number from 1.")
+        if maximum is not None and raw > maximum:
+            raise ProtocolError(f"params.{key} must be at most {maximum}.")
+        return raw
+    return default
+
+
+def _matching(options: list[dict[str, Any]], search: str | None) -> list[dict[str, Any]]:
+    """The declared options whose name or value contains ``search``, ignoring case."""
+    if search is None:
+        return list(options)
+    needle = search.casefold()
+    return [
+        option
+        for option in options
+        if needle in option["name"].casefold() or needle in str(option["value"]).casefold()
+    ]
+
+
+def _user_values(raw: Any, max_depth: int) -> dict[str, Any]:
+    """A copy of the form's current values; absent, an object, or a JSON-encoded object."""
+    if raw is None:
+        return {}
+    if isinstance(raw, str):
+        return parse_object(raw, max_depth, "params.params")
+    if not isinstance(raw, dict):
+        raise ProtocolError("params.params must be an object of param names to values.")
+    return dict(raw)
+
+
+def _selected_rows(
+    state: AppState,
+    action: Action,
+    collection: Collection | None,
+    request_params: dict[str, Any],
+    values: dict[str, Any],
+    required: bool,
+) -> list[Any]:
+    """The rows the request selects, through the same scoping as ``execute_action``; an empty
+    list when the action takes no records, or when none is selected and ``required`` is false.
+    """
+    if not action.for_instance or collection is None:
+        return []
+    settings = state.settings
+    try:
+        selection = parse_selection(
+            request_params, values, action, collection, state.wide_integer_ids, settings.max_ids
+        )
+    except ActionError:
+        if required:
+            raise
+        return []
+    restrict = state.restriction(collection, action)
+    return load_rows(state.db.session, collection, selection, settings.id_chunk_size, restrict)
+
+
+def _guarded(
+    state: AppState, action: Action, compute: Callable[[], list[dict[str, Any]]]
+) -> list[dict[str, Any]] | BaseResponse:
+    """``compute()``, with a business error as ``result: false`` and anything unexpected as a
+    generic 500 (logged). The session is rolled back either way: these messages write nothing.
+    """
+    session = state.db.session
+    try:
+        return compute()
+    except ActionError as error:
+        return error_response(error.errors)
+    except (ProtocolError, HTTPException):
+        raise
+    except Exception as error:
+        current_app.logger.exception("The dynamic params of Flex action %r failed", action.name)
+        got_request_exception.send(current_app._get_current_object(), exception=error)  # type: ignore[attr-defined]
+        return message_error(INTERNAL_ERROR_MESSAGE, 500)
+    finally:
+        try:
+            session.rollback()
+        except Exception:
+            current_app.logger.exception("Rolling back after a Flex Actions message failed")
