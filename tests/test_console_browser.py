@@ -374,3 +374,13 @@ def test_every_field_type_gets_its_control(
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
     context.close()
+
+
+def test_a_computed_select_asks_the_server_for_its_options(page: Any) -> None:
+    pick(page, "orders", "reassign_order")
+    page.fill("#target-id", "1")
+    page.focus("#param-new_owner")
+    page.wait_for_selector('#param-new_owner option:has-text("Grace Hopper")', state="attached")
+    page.select_option("#param-new_owner", label="Grace Hopper <grace@example.com>")
+    page.click("#run")
+    assert "Order #1 now belongs to grace@example.com." in answer_text(page)

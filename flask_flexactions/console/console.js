@@ -10,6 +10,8 @@
 
   let fields = [];
   let downloadUrl = null;
+  // The action whose form is shown, for controls that ask the server (computed options).
+  let current = { action: null, model: null };
 
   // Builds an element; `props` are DOM properties, except `attrs` and `dataset` objects.
   function el(tag, props, ...children) {
@@ -226,11 +228,33 @@
   }
 
   function selectControl(id, param) {
-    const options = (param.params && param.params.options) || [];
-    const select = el("select", { id }, el("option", { value: "" }, "—"));
-    options.forEach((option, index) => {
-      select.append(el("option", { value: String(index) }, option.name ?? String(option.value)));
-    });
+    let options = (param.params && param.params.options) || [];
+    const select = el("select", { id });
+    const fill = () => {
+      select.replaceChildren(el("option", { value: "" }, "—"));
+      options.forEach((option, index) => {
+        select.append(el("option", { value: String(index) }, option.name ?? String(option.value)));
+      });
+    };
+    fill();
+    if (param.params && param.params.dynamic) {
+      // Computed options depend on the selected record(s): ask the server when the list opens.
+      const context = current;
+      select.addEventListener("focus", async () => {
+        const request = { action: context.action.name, field: param.name };
+        if (context.model) request.model = context.model;
+        const one = $("target-id");
+        const many = $("target-ids");
+        if (one && one.value.trim()) request.id = parseId(one.value);
+        if (many && many.value.trim()) request.ids = many.value.split(",").map(parseId);
+        const { response } = await post("get_field_options", request);
+        const data = await response.json().catch(() => null);
+        if (response.ok && Array.isArray(data)) {
+          options = data;
+          fill();
+        }
+      });
+    }
     select.required = param.required;
     return {
       input: select,
@@ -419,6 +443,7 @@
     const where = model === null ? "a common action" : "a " + kind + " action on " + model;
     $("action-meta").textContent = action.name + " · " + where + (action.description ? " · " + action.description : "");
     fields = [];
+    current = { action, model };
     const target = $("target");
     target.replaceChildren();
     if (kind === "record") {
