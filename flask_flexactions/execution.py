@@ -72,9 +72,10 @@ def _execute(state: AppState, request_params: dict[str, Any], attempt: Attempt) 
     attempt.secret = action.params.secret_names
     _check_permission(action, model)
     values = _user_values(request_params.get("params"), state.settings.max_depth)
-    attempt.params = redact_params(values, attempt.secret)
-    if action.for_instance:
-        attempt.target = _target(request_params, values)
+    if state.audit is not None:
+        attempt.params = redact_params(values, attempt.secret)
+        if action.for_instance:
+            attempt.target = _target(request_params, values)
     reservation = None
     if state.idempotency is not None:
         key = idempotency_key(request, request_params)
@@ -241,9 +242,10 @@ def run_job(state: AppState, jobs: JobStore, row: Any) -> None:
         attempt.secret = action.params.secret_names
         values = dict(row.request.get("values") or {})
         request_params = {**(row.request.get("selection") or {}), "name": row.action}
-        attempt.params = redact_params(values, attempt.secret)
-        if action.for_instance:
-            attempt.target = _target(request_params, values)
+        if state.audit is not None:
+            attempt.params = redact_params(values, attempt.secret)
+            if action.for_instance:
+                attempt.target = _target(request_params, values)
         _check_permission(action, row.model)
 
         def finish_in(response: BaseResponse) -> None:
