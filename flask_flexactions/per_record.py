@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from .answers import success_answer
 from .errors import NON_FIELD_ERRORS, ActionError, ErrorDict, ProtocolError, validation_messages
+from .jobs import report_progress
 
 #: The error of a record whose handler raised something unexpected; details go to the log.
 RECORD_FAILED_MESSAGE = "The action failed on this record; the error has been logged."
@@ -73,10 +74,12 @@ def run_per_record(
             savepoint.rollback()
             _check_savepoints()
             records.append({"id": row_id, "result": False, "errors": errors})
-            continue
-        savepoint.commit()
-        _check_savepoints()
-        records.append({"id": row_id, **answer})
+        else:
+            savepoint.commit()
+            _check_savepoints()
+            records.append({"id": row_id, **answer})
+        # In a background job, progress is the records done so far (a no-op otherwise).
+        report_progress(len(records), len(rows), f"id {row_id}")
     return _summary(records)
 
 

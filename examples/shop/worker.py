@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from . import create_app
 
-app = create_app()
-celery = app.extensions["celery"]
+# Not named ``app``: the celery command would take that for the Celery app.
+flask_app = create_app()
+celery = flask_app.extensions["celery"]
