@@ -11,6 +11,7 @@ import statistics
 import tempfile
 import time
 import tracemalloc
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -73,8 +74,10 @@ def _relax_sqlite(connection: Any, record: Any) -> None:
     cursor.close()
 
 
-def make_app(url: str, flex: FlexActions, *, durable: bool = False, **config: Any) -> Flask:
-    """A Flask app on ``url`` with ``flex`` at ``/flex`` and fresh benchmark tables.
+def make_app(
+    url: str, flex: FlexActions, *, durable: bool = False, fresh: bool = True, **config: Any
+) -> Flask:
+    """A Flask app on ``url`` with ``flex`` at ``/flex`` and, if ``fresh``, new benchmark tables.
 
     Unless ``durable``, commits do not wait for the disk (SQLite: WAL with
     ``synchronous=NORMAL``; PostgreSQL: ``synchronous_commit=off``), so that an fsync of
@@ -97,24 +100,27 @@ def make_app(url: str, flex: FlexActions, *, durable: bool = False, **config: An
         with app.app_context():
             sa.event.listen(db.engine, "connect", _relax_sqlite)
     app.register_blueprint(flex.blueprint, url_prefix="/flex")
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
+    if fresh:
+        with app.app_context():
+            db.drop_all()
+            db.create_all()
     return app
 
 
-def dispose(app: Flask) -> None:
-    """Drop the benchmark tables and close the app's connections."""
+def dispose(app: Flask, drop: bool = True) -> None:
+    """Drop the benchmark tables (unless not ``drop``) and close the app's connections."""
     with app.app_context():
         db.session.remove()
-        db.drop_all()
+        if drop:
+            db.drop_all()
         db.engine.dispose()
 
 
 class WsgiCall:
     """One prepared request, sent straight to the WSGI app (no test client in the timing).
 
-    The environ is built once; each call copies it and gives it a fresh body stream.
+    The environ is built once; each call copies it and gives it a fresh body stream, and a
+    new value of the header ``unique_header`` when one is named (e.g. ``Idempotency-Key``).
     """
 
     def __init__(
@@ -123,8 +129,14 @@ class WsgiCall:
         body: Any,
         path: str = URL,
         headers: dict[str, str] | None = None,
+        unique_header: str | None = None,
     ) -> None:
         self.app = app
+        self.unique_key = (
+            None if unique_header is None else "HTTP_" + unique_header.upper().replace("-", "_")
+        )
+        self.prefix = uuid.uuid4().hex
+        self.sent = 0
         self.body = body if isinstance(body, bytes) else json.dumps(body).encode()
         builder = EnvironBuilder(
             path=path,
@@ -139,6 +151,9 @@ class WsgiCall:
     def __call__(self) -> tuple[int, bytes]:
         environ = dict(self.environ)
         environ["wsgi.input"] = io.BytesIO(self.body)
+        if self.unique_key is not None:
+            self.sent += 1
+            environ[self.unique_key] = f"{self.prefix}-{self.sent}"
         statuses: list[str] = []
 
         def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:

@@ -1,20 +1,28 @@
 """Overhead: a record action against a hand-written Flask view doing the same work.
 
 Both load one row, add an integer param to it and commit, in the same process, through the
-same Flask app; rounds alternate between them and the medians are compared.
+same Flask app; rounds alternate between them and the medians are compared. Then the optional
+features are measured side by side, each on the same action: the audit log (logging and table
+sinks), an ``Idempotency-Key``, a per-model scope hook, ``lock=True``, a CORS call and a
+ForeignKey param.
 """
 
 from __future__ import annotations
 
 import hmac
+import io
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Flask, jsonify, request
 from werkzeug.wrappers import Response
 
-from flask_flexactions import FlexActions
+from flask_flexactions import Caller, FlexActions
 
 from .common import (
     TOKEN,
@@ -37,10 +45,14 @@ from .models import Counter, db
 TARGET = 1.10
 HAND_PATH = "/hand/bump"
 ORIGIN = "https://app.jetadmin.io"
+AUDIT_LOGGER = "flask_flexactions.audit"
+#: Rows the scope hook lets through: every counter here.
+SCOPE_LIMIT = 1000
 
 
 def register_actions(flex: FlexActions) -> None:
-    """``bump`` (the benchmarked action) and ``bump_from`` (with a ForeignKey param)."""
+    """``bump`` (the benchmarked action), ``bump_from`` (with a ForeignKey param) and
+    ``bump_locked`` (``bump`` with ``lock=True``)."""
 
     @flex.action(
         Counter,
@@ -60,6 +72,20 @@ def register_actions(flex: FlexActions) -> None:
     )
     def bump_from(counter: Counter, params: dict[str, Any]) -> None:
         counter.value += params["amount"] + params["source"].value
+
+    @flex.action(
+        Counter,
+        for_instance=True,
+        lock=True,
+        params=[{"name": "amount", "field": "IntegerField", "required": True}],
+    )
+    def bump_locked(counter: Counter, params: dict[str, Any]) -> None:
+        counter.value += params["amount"]
+
+
+def scope_counters(statement: sa.Select[Any], caller: Caller) -> sa.Select[Any]:
+    """A per-model scope hook of the usual shape: one more condition on the selection."""
+    return statement.where(Counter.id <= SCOPE_LIMIT)
 
 
 def hand_bump() -> Response | tuple[Response, int]:
@@ -82,16 +108,83 @@ def hand_bump() -> Response | tuple[Response, int]:
     return jsonify(result=True)
 
 
+def _seed(app: Flask) -> None:
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+        db.session.add_all([Counter(id=1, value=0), Counter(id=2, value=0)])
+        db.session.commit()
+
+
 def build(url: str, durable: bool = False) -> Flask:
     """The app with both the extension's action and the hand-written view, and two rows."""
     flex = FlexActions()
     register_actions(flex)
-    app = make_app(url, flex, durable=durable)
+    app = make_app(url, flex, durable=durable, fresh=False)
     app.add_url_rule(HAND_PATH, "hand_bump", hand_bump, methods=["POST"])
-    with app.app_context():
-        db.session.add_all([Counter(id=1, value=0), Counter(id=2, value=0)])
-        db.session.commit()
+    _seed(app)
     return app
+
+
+@dataclass
+class Apps:
+    """The apps of one run, all on the same database: ``plain`` (defaults, with the
+    hand-written view), ``logging`` and ``table`` (``FLEXACTIONS_AUDIT``), ``scoped`` (the same
+    actions on an extension with a scope hook on ``Counter``)."""
+
+    plain: Flask
+    logging: Flask
+    table: Flask
+    scoped: Flask
+
+    def all(self) -> list[Flask]:
+        """Every app, ``plain`` first."""
+        return [self.plain, self.logging, self.table, self.scoped]
+
+
+def build_apps(url: str, durable: bool = False) -> Apps:
+    """Every app of a run; the tables (with the audit and idempotency tables) and two rows
+    are created once every app is initialised."""
+    flex = FlexActions()
+    register_actions(flex)
+    scoped_flex = FlexActions()
+    register_actions(scoped_flex)
+    scoped_flex.scope(Counter)(scope_counters)
+    apps = Apps(
+        plain=make_app(url, flex, durable=durable, fresh=False),
+        logging=make_app(url, flex, durable=durable, fresh=False, FLEXACTIONS_AUDIT="logging"),
+        table=make_app(url, flex, durable=durable, fresh=False, FLEXACTIONS_AUDIT="table"),
+        scoped=make_app(url, scoped_flex, durable=durable, fresh=False),
+    )
+    apps.plain.add_url_rule(HAND_PATH, "hand_bump", hand_bump, methods=["POST"])
+    _seed(apps.plain)
+    return apps
+
+
+class _Discard(io.TextIOBase):
+    """A text stream that drops what it is given (the log line is still formatted)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+@contextmanager
+def audit_logger() -> Iterator[None]:
+    """The audit logger at INFO with a formatting ``StreamHandler`` whose stream discards the
+    line: the cost a real handler has before its I/O."""
+    logger = logging.getLogger(AUDIT_LOGGER)
+    handler = logging.StreamHandler(_Discard())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def message(action: str = "bump", **extra: Any) -> dict[str, Any]:
@@ -114,75 +207,112 @@ class Sizes:
 
 QUICK = Sizes(rounds=2, per_round=3, warmup=2)
 
+#: The optional features: key, label, how the call differs from the plain one.
+FEATURES = (
+    ("logging", 'audit log, FLEXACTIONS_AUDIT="logging" (INFO, formatting handler)'),
+    ("table", 'audit log, FLEXACTIONS_AUDIT="table" (one INSERT, own transaction)'),
+    ("idempotency", "Idempotency-Key header, a fresh key per request"),
+    ("scope", "per-model scope hook (@flex.scope(Counter), one .where)"),
+    ("lock", "lock=True (SELECT ... FOR UPDATE; no-op on SQLite)"),
+    ("cors", "browser call: allowed Origin, CORS headers"),
+    ("fk", "ForeignKey param (loads one more row)"),
+)
+
 
 def run(url: str, sizes: Sizes = Sizes(), durable: bool = False) -> Report:
     """Measure the overhead on ``url`` and report it."""
-    app = build(url, durable)
+    apps = build_apps(url, durable)
     dialect = dialect_of(url)
     try:
-        flex_call = WsgiCall(app, message())
-        hand_call = WsgiCall(app, message(), path=HAND_PATH)
-        cors_call = WsgiCall(
-            app, message(), headers={"Authorization": f"Token {TOKEN}", "Origin": ORIGIN}
-        )
-        fk_call = WsgiCall(app, message("bump_from", source=2))
-        for call in (flex_call, hand_call, cors_call, fk_call):
-            call.check()
-        samples = interleave(
-            {"flex": flex_call, "hand": hand_call},
-            sizes.rounds,
-            sizes.per_round,
-            sizes.warmup,
-        )
-        flex_time, hand_time = median(samples["flex"]), median(samples["hand"])
-        ratio = flex_time / hand_time
-        main = Table(["view", "median per request", "SQL statements", "ratio"])
-        main.add(
-            "hand-written Flask view", microseconds(hand_time), statements(app, hand_call), "1.00"
-        )
-        main.add(
-            "flask_flexactions record action",
-            microseconds(flex_time),
-            statements(app, flex_call),
-            f"{ratio:.2f}",
-        )
-        features = interleave(
-            {"base": flex_call, "cors": cors_call, "fk": fk_call},
-            max(2, sizes.rounds // 2),
-            sizes.per_round,
-            sizes.warmup // 2,
-        )
-        base = median(features["base"])
-        extras = Table(
-            ["variant of the record action", "median per request", "SQL statements", "extra"]
-        )
-        extras.add("plain (as above)", microseconds(base), statements(app, flex_call), "-")
-        for name, label, call in (
-            ("cors", "browser call: allowed Origin, CORS headers", cors_call),
-            ("fk", "plus a ForeignKey param (loads one more row)", fk_call),
-        ):
-            value = median(features[name])
-            extras.add(
-                label, microseconds(value), statements(app, call), microseconds(value - base)
-            )
-        note = (
-            f"Database: {dialect}. {sizes.rounds} interleaved rounds of {sizes.per_round} "
-            f"requests each after {sizes.warmup} warm-up requests; each request goes through "
-            "the Flask app's WSGI callable (no test client), opens a session, loads counter 1, "
-            "adds 1, commits and answers JSON. Extension overhead: "
-            f"{microseconds(flex_time - hand_time)} per request."
-        )
-        features_note = (
-            "Optional features: this version has no audit log or idempotency store, so none is "
-            "switched off; the variants below measure the optional work that exists."
-        )
-        return Report(
-            title=f"Overhead against a hand-written view ({dialect})",
-            sections=[note, main.render(), features_note, extras.render()],
-            headlines=[Headline(f"overhead ratio ({dialect})", ratio, TARGET)],
-        )
+        with audit_logger():
+            return _measure(apps, dialect, sizes)
     finally:
-        dispose(app)
+        for app in apps.all()[1:]:
+            dispose(app, drop=False)
+        dispose(apps.plain)
+
+
+def _measure(apps: Apps, dialect: str, sizes: Sizes) -> Report:
+    plain = apps.plain
+    flex_call = WsgiCall(plain, message())
+    hand_call = WsgiCall(plain, message(), path=HAND_PATH)
+    calls = {
+        "plain": flex_call,
+        "logging": WsgiCall(apps.logging, message()),
+        "table": WsgiCall(apps.table, message()),
+        "idempotency": WsgiCall(plain, message(), unique_header="Idempotency-Key"),
+        "scope": WsgiCall(apps.scoped, message()),
+        "lock": WsgiCall(plain, message("bump_locked")),
+        "cors": WsgiCall(
+            plain, message(), headers={"Authorization": f"Token {TOKEN}", "Origin": ORIGIN}
+        ),
+        "fk": WsgiCall(plain, message("bump_from", source=2)),
+    }
+    for call in (hand_call, *calls.values()):
+        call.check()
+    samples = interleave(
+        {"flex": flex_call, "hand": hand_call}, sizes.rounds, sizes.per_round, sizes.warmup
+    )
+    flex_time, hand_time = median(samples["flex"]), median(samples["hand"])
+    ratio = flex_time / hand_time
+    main = Table(["view", "median per request", "SQL statements", "ratio"])
+    main.add(
+        "hand-written Flask view", microseconds(hand_time), statements(plain, hand_call), "1.00"
+    )
+    main.add(
+        "flask_flexactions record action",
+        microseconds(flex_time),
+        statements(plain, flex_call),
+        f"{ratio:.2f}",
+    )
+    features = interleave(
+        dict(calls), max(2, sizes.rounds // 2), sizes.per_round, sizes.warmup // 2
+    )
+    base = median(features["plain"])
+    base_sql = statements(plain, flex_call)
+    extras = Table(
+        [
+            "variant of the record action",
+            "median per request",
+            "SQL statements",
+            "extra time",
+            "extra time / plain",
+        ]
+    )
+    extras.add("plain (defaults: no audit, no key sent)", microseconds(base), base_sql, "-", "-")
+    for key, label in FEATURES:
+        call = calls[key]
+        value = median(features[key])
+        extras.add(
+            label,
+            microseconds(value),
+            statements(call.app, call),
+            microseconds(value - base),
+            f"{(value - base) / base:+.0%}",
+        )
+    note = (
+        f"Database: {dialect}. {sizes.rounds} interleaved rounds of {sizes.per_round} "
+        f"requests each after {sizes.warmup} warm-up requests; each request goes through "
+        "the Flask app's WSGI callable (no test client), opens a session, loads counter 1, "
+        "adds 1, commits and answers JSON. Extension overhead: "
+        f"{microseconds(flex_time - hand_time)} per request. Optional features are off here: "
+        "no audit log (FLEXACTIONS_AUDIT=None, the default) and no Idempotency-Key sent "
+        "(idempotency is on by default but does nothing without a key)."
+    )
+    features_note = (
+        f"Optional features, each alone on the same action, in one interleaved run of "
+        f"{max(2, sizes.rounds // 2)} rounds of {sizes.per_round} requests (its own medians; "
+        "the plain row is this run's). The audit and scope variants are apps of their own on "
+        "the same database and extension settings. The logging sink writes to a logger at INFO "
+        "whose StreamHandler formats each line and writes it to a stream that discards it "
+        "(the cost before any real I/O). The table sink and the idempotency store write on a "
+        "connection and transaction of their own."
+    )
+    return Report(
+        title=f"Overhead against a hand-written view ({dialect})",
+        sections=[note, main.render(), features_note, extras.render()],
+        headlines=[Headline(f"overhead ratio ({dialect})", ratio, TARGET)],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,10 @@ def url(tmp_path: Path) -> str:
 
 def test_overhead(tmp_path: Path) -> None:
     report = overhead.run(url(tmp_path), overhead.QUICK)
-    assert "hand-written Flask view" in report.render()
+    text = report.render()
+    assert "hand-written Flask view" in text
+    for label in ('FLEXACTIONS_AUDIT="table"', "Idempotency-Key", "scope hook", "lock=True"):
+        assert label in text
     assert report.headlines[0].value > 0
 
 
@@ -25,11 +28,13 @@ def test_bulk(tmp_path: Path) -> None:
     report = bulk.run(url(tmp_path), bulk.QUICK)
     assert [h.value for h in report.headlines][0] == 0  # one statement for 10 and 100 ids
     assert "inverseIds" in report.render()
+    assert "atomic=False" in report.render()
 
 
 def test_action_list(tmp_path: Path) -> None:
     report = action_list.run(url(tmp_path), action_list.QUICK)
     assert "json.dumps" in report.render()
+    assert len(report.headlines) == 2  # the shared token and the caller with roles
 
 
 @pytest.mark.skipif(
