@@ -46,8 +46,19 @@ def parse_json(text: str | bytes, max_depth: int) -> Any:
         raise ProtocolError(f"The JSON body is nested deeper than {max_depth} levels.") from error
     except ValueError as error:
         raise ProtocolError(f"The request body is not valid JSON: {error}") from error
-    check_structure(value, max_depth)
+    if not _plainly_within_limits(text, max_depth):
+        check_structure(value, max_depth)
     return value
+
+
+def _plainly_within_limits(text: str, max_depth: int) -> bool:
+    """Whether the source text alone shows the parsed value passes :func:`check_structure`.
+
+    Nesting cannot exceed the number of ``{`` and ``[`` in the text, and only a ``\\u`` escape
+    can produce a lone surrogate in ASCII text. These scans run in C, so a typical message skips
+    the walk over the parsed value.
+    """
+    return text.isascii() and "\\u" not in text and text.count("{") + text.count("[") <= max_depth
 
 
 def parse_object(text: str | bytes, max_depth: int, where: str) -> dict[str, Any]:

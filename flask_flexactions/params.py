@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields
@@ -31,12 +32,12 @@ class ParamSpec:
     wire: tuple[dict[str, Any], ...]
     empty_is_missing: frozenset[str]
 
-    @property
+    @cached_property
     def names(self) -> frozenset[str]:
         """The wire names of the declared params."""
         return frozenset(param["name"] for param in self.wire)
 
-    @property
+    @cached_property
     def secret_names(self) -> frozenset[str]:
         """The wire names of the params marked secret (``"secret": True``, or
         ``metadata={"secret": True}`` on a Schema field): the audit log never holds them."""

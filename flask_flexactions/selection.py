@@ -107,12 +107,8 @@ def load_rows(
     """
     model, pk = collection.model, collection.pk_attribute
     key = pk.key
-    if restrict is None:
-        base, by_ids = sa.select(model), collection.select_by_ids
-    else:
-        base = restrict(sa.select(model))
-        by_ids = base.where(pk.in_(sa.bindparam("ids", expanding=True)))
     if selection.inverse:
+        base = sa.select(model) if restrict is None else restrict(sa.select(model))
         statement = base.order_by(pk)
         if len(selection.ids) <= chunk_size:
             if selection.ids:
@@ -121,6 +117,9 @@ def load_rows(
         # Too many exclusions for one statement: filter while reading in key order.
         excluded = set(selection.ids)
         return [row for row in session.scalars(statement) if getattr(row, key) not in excluded]
+    by_ids = collection.select_by_ids  # prepared once per model: building it costs more
+    if restrict is not None:
+        by_ids = restrict(sa.select(model)).where(pk.in_(sa.bindparam("ids", expanding=True)))
     found: dict[Any, Any] = {}
     for chunk in _chunks(selection.ids, chunk_size):
         for row in session.scalars(by_ids, {"ids": list(chunk)}):

@@ -14,7 +14,7 @@ from .body import parse_object
 from .caller import CALLER_KEY
 from .config import Settings
 from .console import register_console
-from .cors import add_cors_headers
+from .cors import NOSNIFF, add_answer_headers, answer_headers
 from .dynamic import get_action_params, get_field_options
 from .errors import AuthenticationError, ProtocolError
 from .execution import execute_action
@@ -140,27 +140,31 @@ def _read_envelope(settings: Settings) -> dict[str, Any]:
         raise ProtocolError(
             "Send the message as JSON with Content-Type: application/json.", status=415
         )
-    too_large = ProtocolError(
-        f"The request body is larger than {settings.max_body} bytes.", status=413
-    )
-    if request.content_length is not None and request.content_length > settings.max_body:
-        raise too_large
+    declared = request.content_length
+    if declared is not None and declared > settings.max_body:
+        raise _too_large(settings)
     # One byte past the cap tells an oversized body without a Content-Length (chunked); a
     # declared length bounds the read, so a small request never reserves the whole cap.
-    limit = settings.max_body if request.content_length is None else request.content_length
+    limit = settings.max_body if declared is None else declared
     data = request.stream.read(limit + 1)
     if len(data) > settings.max_body:
-        raise too_large
+        raise _too_large(settings)
     return parse_object(data, settings.max_depth, "The request body")
+
+
+def _too_large(settings: Settings) -> ProtocolError:
+    return ProtocolError(f"The request body is larger than {settings.max_body} bytes.", status=413)
 
 
 def _response_headers(response: BaseResponse) -> BaseResponse:
     """CORS headers, and nosniff so a browser never runs an answer as another type."""
-    response.headers["X-Content-Type-Options"] = "nosniff"
     state = current_app.extensions.get("flexactions")
-    if state is not None:
-        origin = request.headers.get("Origin")
-        add_cors_headers(response.headers, state.settings, origin, request.method == "OPTIONS")
+    if state is None:
+        add_answer_headers(response.headers, (NOSNIFF,))
+        return response
+    origin = request.environ.get("HTTP_ORIGIN")
+    preflight = request.method == "OPTIONS"
+    add_answer_headers(response.headers, answer_headers(state.settings, origin, preflight))
     return response
 
 

@@ -266,6 +266,37 @@ def test_nesting_of_exactly_the_limit_is_accepted(armed: Armed, client: FlaskCli
     assert armed.calls == ["ping"]
 
 
+def ping_with(value: str) -> bytes:
+    """A ping body whose user param ``x`` is the JSON text ``value``."""
+    return (
+        '{"name":"execute_action","params":{"name":"ping","params":{"x":' + value + "}}}"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("value", "status"),
+    [
+        # Brackets inside strings count in the text but not in the nesting: still accepted.
+        ('"' + "[{" * 100 + '"', 200),
+        ('"caf\\u00e9"', 200),
+        ('"café"', 200),
+        # Non-ASCII text takes the full walk, which still finds the nesting.
+        ('["é",' + "[" * 70 + "]" * 70 + "]", 400),
+        ('"é\\udc00"', 400),
+    ],
+    ids=["brackets-in-a-string", "escaped-e-acute", "raw-e-acute", "deep-non-ascii", "surrogate"],
+)
+def test_the_text_shortcut_never_decides_a_body_it_cannot_vouch_for(
+    armed: Armed, client: FlaskClient, value: str, status: int
+) -> None:
+    response = post_raw(client, ping_with(value))
+    assert response.status_code == status
+    if status == 200:
+        assert armed.calls == ["ping"]
+    else:
+        armed.assert_nothing_ran()
+
+
 @pytest.mark.parametrize("config", [{"FLEXACTIONS_MAX_DEPTH": 5}])
 def test_nesting_limit_follows_the_config(armed: Armed, client: FlaskClient) -> None:
     assert_protocol_error(post_raw(client, nested(6)), 400)

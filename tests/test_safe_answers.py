@@ -98,6 +98,24 @@ def test_send_file_names_are_sanitised(flex: FlexActions, client: FlaskClient) -
     )
 
 
+def test_a_handlers_own_headers_are_replaced_not_doubled(
+    flex: FlexActions, client: FlaskClient
+) -> None:
+    own = {
+        "X-Content-Type-Options": "sniff-away",
+        "Access-Control-Allow-Origin": "https://evil.example",
+        "Access-Control-Allow-Methods": "DELETE",
+        "Vary": "Accept-Encoding",
+    }
+    export_with(flex, lambda: Response(b"data", headers=own))
+    response = client.post(URL, json=EXPORT, headers=AUTH)
+    assert response.status_code == 200
+    assert response.headers.getlist("X-Content-Type-Options") == ["nosniff"]
+    assert response.headers.getlist("Access-Control-Allow-Origin") == []
+    assert response.headers.getlist("Access-Control-Allow-Methods") == ["POST, OPTIONS"]
+    assert response.headers.getlist("Vary") == ["Accept-Encoding", "Origin"]
+
+
 @pytest.mark.parametrize(
     "request_kwargs",
     [
