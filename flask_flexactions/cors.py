@@ -61,7 +61,7 @@ _OWNED_LOWER = frozenset(name.lower() for name in OWNED)
 def add_answer_headers(headers: Headers, added: tuple[tuple[str, str], ...]) -> None:
     """Add ``added`` to ``headers`` after dropping any value of an :data:`OWNED` header;
     ``Vary`` is appended to."""
-    if any(name.lower() in _OWNED_LOWER for name, _ in headers.items()):
+    if not _OWNED_LOWER.isdisjoint(map(str.lower, headers.keys())):
         for name in OWNED:
             headers.remove(name)
     headers.extend(added)

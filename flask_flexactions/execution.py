@@ -195,8 +195,11 @@ def _transact(
                 answer = run_per_record(session, action.handler, arguments[0], arguments[1], key)
         if isinstance(answer, dict) and answer["result"] is False and action.atomic:
             raise _Refused(answer)
-        response = answer if isinstance(answer, BaseResponse) else json_response(answer)
-        secure_content_disposition(response.headers)
+        if isinstance(answer, BaseResponse):
+            response = answer
+            secure_content_disposition(response.headers)
+        else:
+            response = json_response(answer)
         before_commit(response)
         session.commit()
     except _Refused as refused:

@@ -172,6 +172,14 @@ class Collection:
         in_ids = self.pk_attribute.in_(sa.bindparam("ids", expanding=True))
         return sa.select(self.model).where(in_ids)
 
+    @functools.cached_property
+    def select_by_id(self) -> sa.Select[Any]:
+        """``SELECT model WHERE pk = :id``, built once; execute it with ``{"id": value}``.
+
+        A record action loads one row: a plain parameter skips the per-execution rendering
+        an expanding ``IN`` needs (about a third of the load's cost on a small action)."""
+        return sa.select(self.model).where(self.pk_attribute == sa.bindparam("id"))
+
     @property
     def composite(self) -> bool:
         """Whether the primary key has several columns."""

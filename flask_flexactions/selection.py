@@ -117,6 +117,13 @@ def load_rows(
         # Too many exclusions for one statement: filter while reading in key order.
         excluded = set(selection.ids)
         return [row for row in session.scalars(statement) if getattr(row, key) not in excluded]
+    if restrict is None and len(selection.ids) == 1:
+        row = session.scalars(collection.select_by_id, {"id": selection.ids[0]}).first()
+        if row is None:
+            raise ActionError(
+                errors={NON_FIELD_ERRORS: [missing_message(collection, selection.ids)]}
+            )
+        return [row]
     by_ids = collection.select_by_ids  # prepared once per model: building it costs more
     if restrict is not None:
         by_ids = restrict(sa.select(model)).where(pk.in_(sa.bindparam("ids", expanding=True)))
