@@ -338,3 +338,36 @@ def test_a_killed_worker_fails_the_job_and_rolls_back(worker_app: Flask) -> None
 def test_worker_status_of_an_unknown_job(worker_app: Flask) -> None:
     response = send(worker_app.test_client(), "get_action_status", {"job": uuid.uuid4().hex})
     assert response.status_code == 404
+
+
+def test_a_broker_that_is_down_fails_the_job_and_runs_nothing(tmp_path: Path) -> None:
+    """Port 1 on 127.0.0.1 refuses connections: queueing fails, so the job is marked failed,
+    the client gets a 503 that says to retry, and no record is touched."""
+    celery = create_celery("flexactions-down")
+    celery.conf.update(
+        broker_url="redis://127.0.0.1:1/15",
+        task_publish_retry=False,
+        broker_connection_timeout=1,
+        broker_connection_retry=False,
+        broker_connection_max_retries=0,
+    )
+    app = create_app(database_url(tmp_path), celery=celery)
+    reset(app)
+    client = app.test_client()
+    response = send(
+        client, "execute_action", {"name": "rename_all", "model": "users", "ids": [1, 2]}
+    )
+    assert response.status_code == 503
+    assert "broker" in response.get_json()["errors"]["non_field_errors"][0]
+    with app.app_context():
+        table = app.extensions["flexactions"].jobs.table
+        [job] = db.session.scalars(sa.select(table.c.id)).all()
+    current = status(client, job)
+    assert current["state"] == "failed"
+    assert current["answer"]["errors"]["non_field_errors"] == [
+        "The job could not be queued; nothing ran."
+    ]
+    assert user_names(app) == {i: f"user {i}" for i in range(1, 6)}
+    with app.app_context():
+        db.drop_all()
+        db.engine.dispose()
