@@ -54,11 +54,20 @@ def caller_from(value: Any) -> Caller:
     """The :class:`Caller` for what a custom authenticator returned.
 
     A :class:`Caller` is taken as it is; any other truthy value becomes ``Caller(user=value)``
-    with no roles, so it may run only the actions that need no permission.
+    with no roles, so it may run only the actions that need no permission, and with the value's
+    ``id`` attribute (a user row's primary key) as its id when it has one.
     """
     if isinstance(value, Caller):
         return value
-    return Caller(scheme="custom", user=value)
+    user_id = getattr(value, "id", None)
+    known = isinstance(user_id, (str, int)) and not isinstance(user_id, bool)
+    return Caller(id=str(user_id) if known else None, scheme="custom", user=value)
+
+
+def is_anonymous(caller: Caller | None) -> bool:
+    """Whether ``caller`` cannot be told apart from other callers: no id, and not a superuser
+    (the shared token is one identity). Such a caller cannot own an Idempotency-Key or a job."""
+    return caller is None or (caller.id is None and not caller.superuser)
 
 
 def _get_current_caller() -> Caller:

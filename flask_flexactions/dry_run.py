@@ -11,7 +11,6 @@ from werkzeug.wrappers import Response as BaseResponse
 from .answers import json_response
 from .audit import Attempt
 from .errors import ProtocolError
-from .idempotency import Reservation
 
 if TYPE_CHECKING:
     from .actions import Action
@@ -47,13 +46,12 @@ def dry_run(
     action: Action,
     arguments: tuple[Any, ...],
     attempt: Attempt,
-    reservation: Reservation | None,
 ) -> BaseResponse:
     """Answer what a run with ``arguments`` would do, from the action's ``preview``, and roll
     back whatever the preview wrote. The handler is never called.
 
-    An ``Idempotency-Key`` reserved for the request is released: a dry run must not answer for
-    the real run that follows it.
+    The caller releases an ``Idempotency-Key`` reserved for the request: a dry run must not
+    answer for the real run that follows it.
     """
     try:
         summary = action.preview(*arguments) if action.preview is not None else None
@@ -63,7 +61,7 @@ def dry_run(
                 "return a str or None."
             )
     finally:
-        _undo(state, reservation)
+        _undo(state)
     count = _count(action, arguments)
     attempt.outcome = DRY_RUN_OUTCOME
     return json_response(
@@ -90,13 +88,8 @@ def _count(action: Action, arguments: tuple[Any, ...]) -> int:
     return 1 if action.for_instance else 0
 
 
-def _undo(state: AppState, reservation: Reservation | None) -> None:
+def _undo(state: AppState) -> None:
     try:
         state.db.session.rollback()
     except Exception:
         current_app.logger.exception("Rolling back after a Flex action dry run failed")
-    if reservation is not None and state.idempotency is not None:
-        try:
-            state.idempotency.release(reservation)
-        except Exception:
-            current_app.logger.exception("Releasing the Idempotency-Key of a dry run failed")

@@ -22,7 +22,7 @@ from .answers import (
 )
 from .audit import Attempt, AuditRecord, AuditSink, redact_params, summarize_target
 from .body import parse_object
-from .caller import CALLER_KEY, Caller
+from .caller import CALLER_KEY, Caller, is_anonymous
 from .downloads import secure_content_disposition
 from .dry_run import dry_run, wants_dry_run
 from .dynamic import complete_params
@@ -33,10 +33,21 @@ from .jobs import JobCancelled, JobStore
 from .locking import lock_rows, supports_row_locks
 from .per_record import run_per_record
 from .permissions import may_run
-from .selection import load_rows, parse_selection
+from .selection import hoist_selection, load_rows, parse_selection
 
 if TYPE_CHECKING:
     from .extension import AppState
+
+
+#: Refusals for a caller who cannot be told apart from others (see ``is_anonymous``).
+ANONYMOUS_KEY = (
+    "An Idempotency-Key needs a caller with an id: return Caller(id=...) (or a user object "
+    "with an id attribute) from your authenticator."
+)
+ANONYMOUS_JOB = (
+    "A background action needs a caller with an id, so that only they see the job: return "
+    "Caller(id=...) (or a user object with an id attribute) from your authenticator."
+)
 
 
 def execute_action(state: AppState, request_params: dict[str, Any]) -> BaseResponse:
@@ -72,15 +83,22 @@ def _execute(state: AppState, request_params: dict[str, Any], attempt: Attempt) 
     attempt.secret = action.params.secret_names
     _check_permission(action, model)
     values = _user_values(request_params.get("params"), state.settings.max_depth)
+    if action.for_instance:
+        # Jobs and Idempotency-Key fingerprints keep the selection wherever it was sent.
+        request_params = hoist_selection(request_params, values, action)
     if state.audit is not None:
         attempt.params = redact_params(values, attempt.secret)
         if action.for_instance:
             attempt.target = _target(request_params, values)
+    caller = attempt.caller
+    if action.background and is_anonymous(caller):
+        raise ProtocolError(ANONYMOUS_JOB, status=400)
     reservation = None
     if state.idempotency is not None:
         key = idempotency_key(request, request_params)
         if key is not None:
-            caller = attempt.caller
+            if is_anonymous(caller):
+                raise ProtocolError(ANONYMOUS_KEY, status=400)
             scope = f"{caller.scheme}:{caller.id}|{model}|{action.name}" if caller else ""
             reserved = state.idempotency.reserve(scope, key, fingerprint(request_params))
             if isinstance(reserved, BaseResponse):
@@ -146,6 +164,9 @@ def _run(
         except Exception:
             current_app.logger.exception("Queueing the Flex action %r failed", action.name)
             jobs.fail(queued[0], "The job could not be queued; nothing ran.")
+            # The "Queued" answer was stored with the job: a retry must queue again.
+            _release(store, reservation)
+            attempt.outcome = "failed"
             return message_error("The job could not be queued (is the broker up?); retry.", 503)
     return ran.response
 
@@ -177,11 +198,13 @@ def _transact(
     ``before_commit`` may write the answer inside the same transaction.
     """
     session = state.db.session
+    rehearsal = False
     try:
+        rehearsal = wants_dry_run(request_params)
         arguments = _resolve(state, action, model, request_params, values)
         complete_params(action, model, arguments, values)
-        if wants_dry_run(request_params):
-            return _Ran(dry_run(state, action, arguments, attempt, None), release=True)
+        if rehearsal:
+            return _Ran(dry_run(state, action, arguments, attempt), release=True)
         if invoke is not None:
             answer = invoke(arguments)
         else:
@@ -213,7 +236,8 @@ def _transact(
         else:
             attempt.errors = validation_messages(error.messages)
         attempt.outcome = "failed" if attempt.handler_called else "invalid"
-        return _Ran(error_response(attempt.errors))
+        # A dry run never answers for the real run that follows, even when it fails.
+        return _Ran(error_response(attempt.errors), release=rehearsal)
     except JobCancelled as cancelled:
         _rollback(session)
         attempt.outcome = "failed"
@@ -287,8 +311,9 @@ def _lockable(action: Action, arguments: tuple[Any, ...]) -> list[Any]:
         rows.append(arguments[0])
     loaded = arguments[-1]
     for name, field in action.params.schema.load_fields.items():
-        if isinstance(field, ForeignKey) and loaded.get(name) is not None:
-            rows.append(loaded[name])
+        key = field.attribute or name
+        if isinstance(field, ForeignKey) and loaded.get(key) is not None:
+            rows.append(loaded[key])
     return rows
 
 

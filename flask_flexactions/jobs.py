@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -37,8 +39,23 @@ WORKER_LOST = "The worker running this job stopped; nothing it did was committed
 CANCELLED = "Cancelled; nothing was committed."
 
 
+#: What a finished job keeps of its request: nothing (values may hold secret params).
+CLEARED_REQUEST: dict[str, Any] = {}
+
+
 class JobCancelled(FlexActionsError):
     """Raised by :func:`report_progress` when the job was asked to stop; do not catch it."""
+
+
+class JobLost(FlexActionsError):
+    """A run finished after a redelivery of its task had already failed the job (its worker
+    looked lost); the run is rolled back so that the job's answer stays true."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"Job {job_id} was failed by a redelivery of its task while this run went on "
+            "(the broker's visibility timeout is shorter than the job); rolled back."
+        )
 
 
 def _now() -> dt.datetime:
@@ -75,7 +92,12 @@ def jobs_table(metadata: sa.MetaData) -> sa.Table:
 
 
 def caller_to_json(caller: Caller) -> dict[str, Any]:
-    """What a job keeps of its caller (never a custom authenticator's ``user`` object)."""
+    """What a job keeps of its caller: everything but a custom authenticator's ``user``
+    object, which the worker cannot rebuild (claims only when they are plain JSON)."""
+    try:
+        claims = json.loads(json.dumps(dict(caller.claims)))
+    except (TypeError, ValueError):
+        claims = {}
     return {
         "id": caller.id,
         "name": caller.name,
@@ -83,6 +105,7 @@ def caller_to_json(caller: Caller) -> dict[str, Any]:
         "superuser": caller.superuser,
         "read_only": caller.read_only,
         "scheme": caller.scheme,
+        "claims": claims,
     }
 
 
@@ -95,6 +118,7 @@ def caller_from_json(data: Mapping[str, Any]) -> Caller:
         superuser=bool(data.get("superuser")),
         read_only=bool(data.get("read_only")),
         scheme=str(data.get("scheme") or "custom"),
+        claims=MappingProxyType(dict(data.get("claims") or {})),
     )
 
 
@@ -268,17 +292,24 @@ class JobStore:
             g.pop(JOB_KEY, None)
 
     def finish_in(self, session: Any, job_id: str, response: BaseResponse) -> None:
-        """Store a successful answer inside the run's transaction."""
-        session.execute(
+        """Store a successful answer inside the run's transaction.
+
+        Raises :class:`JobLost` when the job is no longer running (a redelivery declared
+        its worker lost): the run then rolls back, so the job's verdict stays true.
+        """
+        stored = session.execute(
             self.table.update()
-            .where(self.table.c.id == job_id)
+            .where(self.table.c.id == job_id, self.table.c.state == "running")
             .values(
                 state="succeeded",
                 finished_at=_now(),
+                request=CLEARED_REQUEST,
                 **_latest_progress(),
                 **_answer_values(response),
             )
-        )
+        ).rowcount
+        if stored != 1:
+            raise JobLost(job_id)
 
     def finish(self, job_id: str, state: str, response: BaseResponse) -> None:
         """Store the answer of a run that was rolled back, in a transaction of its own."""
@@ -301,6 +332,7 @@ class JobStore:
                 .values(
                     state=state,
                     finished_at=_now(),
+                    request=CLEARED_REQUEST,
                     **_latest_progress(),
                     answer_status=status,
                     answer_headers=headers,
@@ -326,7 +358,10 @@ class JobStore:
         the file a finished job answered with."""
         row = self._row(job_id, caller)
         headers = row.answer_headers or {}
-        is_file = "Content-Disposition" in headers
+        content_type = headers.get("Content-Type", "")
+        is_file = "Content-Disposition" in headers or not content_type.startswith(
+            "application/json"
+        )
         if download:
             if row.state != "succeeded" or not is_file:
                 raise ProtocolError("This job has no file to download (yet).", status=409)
@@ -337,7 +372,7 @@ class JobStore:
         if row.state in FINAL_STATES and row.answer_body is not None:
             if is_file:
                 payload["job"]["file"] = {
-                    "name": headers["Content-Disposition"],
+                    "name": headers.get("Content-Disposition"),
                     "content_type": headers.get("Content-Type"),
                     "size": len(row.answer_body),
                 }
@@ -358,6 +393,7 @@ class JobStore:
                 .values(
                     state="cancelled",
                     finished_at=_now(),
+                    request=CLEARED_REQUEST,
                     answer_status=200,
                     answer_headers={"Content-Type": "application/json"},
                     answer_body=current_app.json.dumps(
@@ -381,6 +417,8 @@ def _latest_progress() -> dict[str, Any]:
 def _owns(caller: Caller, queued_by: Mapping[str, Any]) -> bool:
     if caller.superuser:
         return True
+    if caller.id is None:
+        return False
     return caller.scheme == queued_by.get("scheme") and caller.id == queued_by.get("id")
 
 

@@ -41,14 +41,9 @@ def parse_selection(
     ``wide_integer_ids`` allows 64-bit ids on every integer key (SQLite); more than
     ``max_ids`` ids is refused before any is parsed.
     """
+    request_params = hoist_selection(request_params, values, action)
     raw_ids = request_params.get("ids")
     inverse = request_params.get("inverseIds")
-    for key in ("ids", "inverseIds"):
-        if key not in request_params and key in values and key not in action.params.names:
-            if key == "ids":
-                raw_ids = values.pop(key)
-            else:
-                inverse = values.pop(key)
     if inverse is None:
         inverse = False
     if not isinstance(inverse, bool):
@@ -73,6 +68,20 @@ def parse_selection(
     if not ids and not inverse:
         raise ActionError("No records selected: send id, ids, or inverseIds.")
     return Selection(ids=ids, inverse=inverse)
+
+
+def hoist_selection(
+    request_params: dict[str, Any], values: dict[str, Any], action: Action
+) -> dict[str, Any]:
+    """``request_params`` with the ``ids`` and ``inverseIds`` that an older variant of the
+    protocol sends inside the user's ``values`` moved up (out of ``values``), unless the request
+    sends them itself or the action declares a param of that name."""
+    moved: dict[str, Any] = {
+        key: values.pop(key)
+        for key in ("ids", "inverseIds")
+        if key not in request_params and key in values and key not in action.params.names
+    }
+    return {**request_params, **moved} if moved else request_params
 
 
 def _wire_ids(raw: Any) -> list[Any]:

@@ -359,15 +359,195 @@ def test_a_broker_that_is_down_fails_the_job_and_runs_nothing(tmp_path: Path) ->
     )
     assert response.status_code == 503
     assert "broker" in response.get_json()["errors"]["non_field_errors"][0]
+    # With an Idempotency-Key the retry queues again, never replays "Queued".
+    keyed = {**HEADERS, "Idempotency-Key": "broker-down-1"}
+    body = {
+        "name": "execute_action",
+        "params": {"name": "rename_all", "model": "users", "ids": [1]},
+    }
+    for _ in range(2):
+        retry = client.post("/flex/messages/", json=body, headers=keyed)
+        assert retry.status_code == 503 and "Idempotent-Replayed" not in retry.headers
     with app.app_context():
         table = app.extensions["flexactions"].jobs.table
-        [job] = db.session.scalars(sa.select(table.c.id)).all()
+        [job] = db.session.scalars(
+            sa.select(table.c.id).order_by(table.c.created_at).limit(1)
+        ).all()
     current = status(client, job)
     assert current["state"] == "failed"
     assert current["answer"]["errors"]["non_field_errors"] == [
         "The job could not be queued; nothing ran."
     ]
     assert user_names(app) == {i: f"user {i}" for i in range(1, 6)}
+    with app.app_context():
+        db.drop_all()
+        db.engine.dispose()
+
+
+def test_ids_sent_inside_the_values_reach_the_job(inline: Flask) -> None:
+    """The older protocol variant puts ``ids`` inside ``params.params``; the job keeps them."""
+    client = inline.test_client()
+    response = send(
+        client,
+        "execute_action",
+        {"name": "rename_all", "model": "users", "params": {"ids": [2, 4]}},
+    )
+    body = response.get_json()
+    assert body["message"] == "Queued rename_all on 2 records."
+    current = status(client, body["job"]["id"])
+    assert current["state"] == "succeeded" and current["answer"]["message"] == "2 renamed"
+    assert user_names(inline)[4] == "renamed 4"
+
+
+def test_finished_jobs_forget_their_request(inline: Flask) -> None:
+    job = queue_rename(inline.test_client(), [1])
+    with inline.app_context():
+        table = inline.extensions["flexactions"].jobs.table
+        stored = db.session.scalar(sa.select(table.c.request).where(table.c.id == job))
+    assert stored == {}
+
+
+class Person:
+    def __init__(self, id: int | None) -> None:
+        self.id = id
+
+
+def test_jobs_keep_claims_and_anonymous_callers_cannot_queue(tmp_path: Path) -> None:
+    from flask_flexactions import Caller, current_caller
+
+    flex = FlexActions()
+    seen: list[Any] = []
+
+    @flex.action(User, for_instance=True, background=True)
+    def whoami(user: User, params: dict[str, Any]) -> str:
+        seen.append((current_caller.id, dict(current_caller.claims), current_caller.user))
+        return "ok"
+
+    @flex.authenticator
+    def by_header(request: Any) -> Any:
+        user = request.headers.get("X-User")
+        if user == "claims":
+            return Caller(id="7", scheme="custom", claims={"region": "eu"})
+        return Person(None if user == "nobody" else int(user)) if user else None
+
+    app = Flask(__name__)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=database_url(tmp_path), FLEXACTIONS_BACKGROUND_INLINE=True
+    )
+    db.init_app(app)
+    flex.init_app(app, db=db)
+    app.register_blueprint(flex.blueprint, url_prefix="/flex")
+    reset(app)
+    client = app.test_client()
+
+    def run(user: str) -> Any:
+        return client.post(
+            "/flex/messages/",
+            json={
+                "name": "execute_action",
+                "params": {"name": "whoami", "model": "users", "id": 1},
+            },
+            headers={"X-User": user},
+        )
+
+    assert run("claims").get_json()["result"] is True
+    assert seen == [("7", {"region": "eu"}, None)]
+    job = run("3").get_json()["job"]["id"]
+    assert seen[1][0] == "3"
+    other = client.post(
+        "/flex/messages/",
+        json={"name": "get_action_status", "params": {"job": job}},
+        headers={"X-User": "4"},
+    )
+    assert other.status_code == 404
+    refused = run("nobody")
+    assert refused.status_code == 400
+    assert "Caller(id=...)" in refused.get_json()["errors"]["non_field_errors"][0]
+    assert len(seen) == 2
+    with app.app_context():
+        db.drop_all()
+        db.engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["text", "unnamed-pdf"])
+def test_a_response_without_a_file_name_is_kept_as_a_file(tmp_path: Path, kind: str) -> None:
+    import io
+
+    flex = FlexActions()
+
+    @flex.action(User, bulk=True, background=True)
+    def report(users: list[User], params: dict[str, Any]) -> Any:
+        if kind == "text":
+            return app.response_class("plain report\n", mimetype="text/plain")
+        return send_file(io.BytesIO(b"%PDF-1.4"), mimetype="application/pdf")
+
+    app = Flask(__name__)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=database_url(tmp_path),
+        FLEXACTIONS_BACKGROUND_INLINE=True,
+        FLEXACTIONS_TOKEN=TOKEN,
+    )
+    db.init_app(app)
+    flex.init_app(app, db=db)
+    app.register_blueprint(flex.blueprint, url_prefix="/flex")
+    reset(app)
+    client = app.test_client()
+    job = send(client, "execute_action", {"name": "report", "model": "users", "ids": [1]})
+    job_id = job.get_json()["job"]["id"]
+    current = status(client, job_id)
+    assert current["state"] == "succeeded" and "answer" not in current
+    assert current["file"]["content_type"].startswith(
+        "text/plain" if kind == "text" else "application/pdf"
+    )
+    download = send(client, "get_action_status", {"job": job_id, "download": True})
+    assert download.status_code == 200
+    assert download.data == (b"plain report\n" if kind == "text" else b"%PDF-1.4")
+    with app.app_context():
+        db.drop_all()
+        db.engine.dispose()
+
+
+def test_a_run_outlived_by_a_redelivery_rolls_back(tmp_path: Path) -> None:
+    """A second delivery of the task while the first still runs (the broker's visibility
+    timeout ran out) fails the job; the first run must then roll back, not succeed."""
+    import threading
+
+    from celery import Celery
+
+    app = create_app(database_url(tmp_path), celery=Celery("redeliver", broker="memory://"))
+    if is_postgres(app) is False:
+        pytest.skip("SQLite locks the whole database while a job writes: needs PostgreSQL")
+    reset(app, 3)
+    state = app.extensions["flexactions"]
+    from flask_flexactions.caller import Caller
+
+    with app.app_context():
+        action = state.registry.find("users", "rename_all")
+        job = state.jobs.create_in(
+            db.session,
+            action,
+            "users",
+            {"ids": [1, 2, 3]},
+            {"pause": 0.4},
+            Caller(superuser=True, scheme="token"),
+        )
+        db.session.commit()
+
+    def deliver() -> None:
+        with app.app_context():
+            state.jobs.run(job)
+
+    first = threading.Thread(target=deliver)
+    first.start()
+    client = app.test_client()
+    wait_for(client, job, lambda j: j["progress"]["done"] >= 1)
+    deliver()  # the redelivery finds the job running and fails it
+    assert status(client, job)["state"] == "failed"
+    first.join(timeout=DEADLINE)
+    final = status(client, job)
+    assert final["state"] == "failed"
+    assert final["answer"]["errors"]["non_field_errors"] == [WORKER_LOST]
+    assert user_names(app) == {i: f"user {i}" for i in range(1, 4)}
     with app.app_context():
         db.drop_all()
         db.engine.dispose()

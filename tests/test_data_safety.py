@@ -493,3 +493,91 @@ def test_secret_must_be_a_bool(flex: FlexActions) -> None:
         flex.register_action(
             lambda params: None, name="x", params=[{"name": "p", "field": "CharField", "secret": 1}]
         )
+
+
+class Person:
+    """What a custom authenticator may return instead of a Caller: the app's own user."""
+
+    def __init__(self, id: int | None) -> None:
+        self.id = id
+
+
+def test_keys_of_user_objects_are_private_and_anonymous_callers_cannot_send_one(
+    app: Flask, flex: FlexActions, client: FlaskClient, counted: list[str]
+) -> None:
+    @flex.authenticator
+    def by_header(request: Request) -> Person | None:
+        user = request.headers.get("X-User")
+        return Person(None if user == "nobody" else int(user)) if user else None
+
+    for user in ("1", "2"):
+        headers = {**KEY, "Authorization": "", "X-User": user}
+        response = execute(
+            client, headers, name="rename", model="users", id=1, params={"name": user}
+        )
+        assert response.get_json()["result"] is True
+        assert "Idempotent-Replayed" not in response.headers
+    assert counted == ["1", "2"]
+    headers = {**KEY, "Authorization": "", "X-User": "nobody"}
+    response = execute(client, headers, name="rename", model="users", id=1, params={"name": "x"})
+    assert response.status_code == 400
+    assert "Caller(id=...)" in response.get_json()["errors"]["non_field_errors"][0]
+    assert counted == ["1", "2"] and names(app)[1] == "2"
+
+
+def test_a_failed_dry_run_releases_its_key(
+    app: Flask, flex: FlexActions, client: FlaskClient, users: None
+) -> None:
+    def preview(rows: list[User], params: dict[str, Any]) -> str:
+        if any(user.name == "blocked" for user in rows):
+            raise ActionError("Some users are already blocked.")
+        return f"Would block {len(rows)}"
+
+    @flex.action(User, bulk=True, preview=preview)
+    def block(rows: list[User], params: dict[str, Any]) -> str:
+        for user in rows:
+            user.name = "blocked"
+        return "blocked"
+
+    with app.app_context():
+        db.session.execute(sa.update(User).where(User.id == 2).values(name="blocked"))
+        db.session.commit()
+    dry = execute(client, KEY, name="block", model="users", ids=[1, 2], dry_run=True)
+    assert dry.get_json()["result"] is False
+    real = execute(client, KEY, name="block", model="users", ids=[1, 2])
+    assert real.status_code == 200 and real.get_json() == {"result": True, "message": "blocked"}
+    assert names(app)[1] == "blocked"
+
+
+def test_lock_covers_foreign_keys_loaded_under_another_attribute(
+    app: Flask, flex: FlexActions, client: FlaskClient, users: None
+) -> None:
+    from marshmallow import Schema
+
+    from flask_flexactions.fields import ForeignKey
+
+    class PairParams(Schema):
+        first = ForeignKey(User, required=True)
+        second = ForeignKey(User, required=True, attribute="other")
+
+    @flex.action(lock=True, params=PairParams)
+    def pair(params: dict[str, Any]) -> str:
+        return f"{params['first'].id}+{params['other'].id}"
+
+    locked: list[Any] = []
+
+    def listener(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        if "FOR UPDATE" in statement:
+            locked.extend(parameters.values() if isinstance(parameters, dict) else parameters or ())
+
+    with app.app_context():
+        engine = db.engine
+        sa.event.listen(engine, "before_cursor_execute", listener)
+        try:
+            response = execute(client, name="pair", params={"first": 4, "second": 2})
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", listener)
+        dialect = engine.dialect.name
+    assert response.get_json() == {"result": True, "message": "4+2"}
+    # SQLite has no row locks; PostgreSQL locks both rows.
+    assert sorted(locked) == ([2, 4] if dialect == "postgresql" else [])
