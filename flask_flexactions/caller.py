@@ -40,6 +40,14 @@ class Caller:
     claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     user: Any = None
 
+    def __post_init__(self) -> None:
+        # An authenticator may pass one role as a str, or a set or list: a str must not grant
+        # its substrings, and the action list needs a hashable frozenset.
+        roles: Any = self.roles
+        if not isinstance(roles, frozenset) or not all(isinstance(r, str) for r in roles):
+            names = [roles] if isinstance(roles, str) else roles
+            object.__setattr__(self, "roles", Caller.roles_of(names or ()))
+
     def has_role(self, name: str) -> bool:
         """Whether the caller holds the role or permission ``name`` (superusers hold all)."""
         return self.superuser or name in self.roles

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -113,6 +114,8 @@ def _value(text: str, param: dict[str, Any]) -> Any:
             number = float(text)
         except ValueError:
             return text
+        if not math.isfinite(number):
+            return text  # NaN and infinities are not JSON: the server refuses the text
         return int(number) if number.is_integer() and "." not in text else number
     if field == "JSONField":
         try:

@@ -149,8 +149,15 @@ def load_settings(app: Flask) -> Settings:
     if not isinstance(public_key, str):
         raise ValueError("FLEXACTIONS_JET_PUBLIC_KEY must be a PEM string.")
     extra_headers = _as_list(app.config["FLEXACTIONS_CORS_ALLOW_HEADERS"])
+    token = _optional_str(app, "FLEXACTIONS_TOKEN", "the shared secret")
+    if token is not None and (token != token.strip() or any(c in token for c in " ,;")):
+        # The Authorization header splits entries on "," and parameters on ";".
+        raise ValueError(
+            "FLEXACTIONS_TOKEN cannot hold spaces, ',' or ';': such a token never matches. "
+            'Generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+        )
     return Settings(
-        token=_optional_str(app, "FLEXACTIONS_TOKEN", "the shared secret"),
+        token=token,
         cors_origins=frozenset(_as_list(app.config["FLEXACTIONS_CORS_ORIGINS"])),
         cors_allow_headers=", ".join(["Authorization", "Content-Type", *extra_headers]),
         cors_max_age=_positive_int(app, "FLEXACTIONS_CORS_MAX_AGE"),

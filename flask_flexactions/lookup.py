@@ -47,8 +47,10 @@ def get_related_options(state: AppState, params: dict[str, Any]) -> BaseResponse
     search = params.get("search")
     if search is None:
         search = ""
-    if not isinstance(search, str) or len(search) > MAX_SEARCH:
-        raise ProtocolError(f"params.search must be a string of at most {MAX_SEARCH} characters.")
+    if not isinstance(search, str) or len(search) > MAX_SEARCH or "\x00" in search:
+        raise ProtocolError(
+            f"params.search must be a string of at most {MAX_SEARCH} characters, without NUL."
+        )
     page = _positive(params.get("page"), "page", 1, MAX_PAGE)
     limit = _positive(params.get("limit"), "limit", DEFAULT_LIMIT, MAX_LIMIT)
     label = label_column(collection)

@@ -100,7 +100,7 @@ class IntegerId:
                 raise InvalidId(f"{value[:40]!r} is not an integer id")
             if len(value.lstrip("0")) > 20:
                 raise InvalidId(f"{value[:40]}... is out of range for an integer id")
-            number = int(value)
+            number = int(value.lstrip("0") or "0")
         elif isinstance(value, int):
             number = value
         else:

@@ -7,6 +7,7 @@ Admin not answering in time or answering garbage is a 503, and neither runs anyt
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import threading
 import time
@@ -28,6 +29,13 @@ MAX_ANSWER = 64 * 1024
 RESERVED_FIELDS = frozenset({"project_token", "token"})
 
 Opener = Callable[..., Any]
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: a 3xx reaches ``_ask`` as an HTTPError, answered 503."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 class ProjectAuth:
@@ -55,7 +63,11 @@ class ProjectAuth:
         self._cache: dict[str, tuple[float, Caller]] = {}
         self._lock = threading.Lock()
         # No proxy from the environment: the token must go to Jet Admin and nowhere else.
-        self._open: Opener = urllib.request.build_opener(urllib.request.ProxyHandler({})).open
+        # No redirect either: urllib would follow it as a GET without the token, and an answer
+        # to a request that never carried the token must not let anyone in.
+        self._open: Opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), _NoRedirect()
+        ).open
 
     def verify(self, token: str, params: Mapping[str, str]) -> Caller:
         """The caller Jet Admin vouches for, or 401 (refused) or 503 (no usable answer)."""
@@ -89,7 +101,7 @@ class ProjectAuth:
                     "Jet Admin refused the token: it gives no access here."
                 ) from None
             raise _unavailable(f"it answered {error.code}") from None
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, http.client.HTTPException) as error:
             # URLError, timeouts and refused connections are OSErrors.
             raise _unavailable(type(error).__name__) from None
         try:

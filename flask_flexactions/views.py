@@ -74,14 +74,15 @@ MESSAGES: dict[str, MessageHandler] = {
 def create_blueprint() -> Blueprint:
     """The blueprint with the Messages URL at ``/messages/`` (with or without the slash)."""
     blueprint = Blueprint("flexactions", __name__)
-    # Two rules rather than strict_slashes=False: neither path may redirect. GET is routed
-    # only to answer it with the protocol's 405 body rather than Flask's HTML page.
+    # Two rules rather than strict_slashes=False: neither path may redirect. Methods other than
+    # POST and OPTIONS are routed only to answer them with the protocol's 405 body (and the
+    # answer headers) rather than Flask's HTML page.
     for path in ("/messages/", "/messages"):
         blueprint.add_url_rule(
             path,
             "messages",
             messages,
-            methods=["GET", "POST", "OPTIONS"],
+            methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             provide_automatic_options=False,
         )
     register_console(blueprint)
