@@ -75,6 +75,21 @@ def reset(app: Flask, count: int = 5) -> None:
         db.session.commit()
 
 
+def inline_app(flex: FlexActions, tmp_path: Path, users: int = 5, **config: Any) -> Flask:
+    """An app serving ``flex`` with inline background runs and ``users`` fresh users."""
+    app = Flask(__name__)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=database_url(tmp_path),
+        FLEXACTIONS_BACKGROUND_INLINE=True,
+        **config,
+    )
+    db.init_app(app)
+    flex.init_app(app, db=db)
+    app.register_blueprint(flex.blueprint, url_prefix="/flex")
+    reset(app, users)
+    return app
+
+
 # Inline runs (FLEXACTIONS_BACKGROUND_INLINE): the same jobs, no worker
 
 
@@ -173,16 +188,7 @@ def test_file_answers_are_kept_for_download(tmp_path: Path) -> None:
             __import__("io").BytesIO(data), as_attachment=True, download_name="users.txt"
         )
 
-    app = Flask(__name__)
-    app.config.update(
-        SQLALCHEMY_DATABASE_URI=database_url(tmp_path),
-        FLEXACTIONS_TOKEN=TOKEN,
-        FLEXACTIONS_BACKGROUND_INLINE=True,
-    )
-    db.init_app(app)
-    flex.init_app(app, db=db)
-    app.register_blueprint(flex.blueprint, url_prefix="/flex")
-    reset(app, 2)
+    app = inline_app(flex, tmp_path, 2, FLEXACTIONS_TOKEN=TOKEN)
     client = app.test_client()
     body = send(client, "execute_action", {"name": "export", "model": "users", "ids": [2, 1]})
     job = body.get_json()["job"]["id"]
@@ -430,14 +436,7 @@ def test_jobs_keep_claims_and_anonymous_callers_cannot_queue(tmp_path: Path) -> 
             return Caller(id="7", scheme="custom", claims={"region": "eu"})
         return Person(None if user == "nobody" else int(user)) if user else None
 
-    app = Flask(__name__)
-    app.config.update(
-        SQLALCHEMY_DATABASE_URI=database_url(tmp_path), FLEXACTIONS_BACKGROUND_INLINE=True
-    )
-    db.init_app(app)
-    flex.init_app(app, db=db)
-    app.register_blueprint(flex.blueprint, url_prefix="/flex")
-    reset(app)
+    app = inline_app(flex, tmp_path)
     client = app.test_client()
 
     def run(user: str) -> Any:
@@ -481,16 +480,7 @@ def test_a_response_without_a_file_name_is_kept_as_a_file(tmp_path: Path, kind: 
             return app.response_class("plain report\n", mimetype="text/plain")
         return send_file(io.BytesIO(b"%PDF-1.4"), mimetype="application/pdf")
 
-    app = Flask(__name__)
-    app.config.update(
-        SQLALCHEMY_DATABASE_URI=database_url(tmp_path),
-        FLEXACTIONS_BACKGROUND_INLINE=True,
-        FLEXACTIONS_TOKEN=TOKEN,
-    )
-    db.init_app(app)
-    flex.init_app(app, db=db)
-    app.register_blueprint(flex.blueprint, url_prefix="/flex")
-    reset(app)
+    app = inline_app(flex, tmp_path, FLEXACTIONS_TOKEN=TOKEN)
     client = app.test_client()
     job = send(client, "execute_action", {"name": "report", "model": "users", "ids": [1]})
     job_id = job.get_json()["job"]["id"]
