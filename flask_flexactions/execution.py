@@ -89,7 +89,7 @@ def _execute(state: AppState, request_params: dict[str, Any], attempt: Attempt) 
     if state.audit is not None:
         attempt.params = redact_params(values, attempt.secret)
         if action.for_instance:
-            attempt.target = _target(request_params, values)
+            attempt.target = _target(request_params)
     caller = attempt.caller
     if action.background and is_anonymous(caller):
         raise ProtocolError(ANONYMOUS_JOB, status=400)
@@ -97,9 +97,9 @@ def _execute(state: AppState, request_params: dict[str, Any], attempt: Attempt) 
     if state.idempotency is not None:
         key = idempotency_key(request, request_params)
         if key is not None:
-            if is_anonymous(caller):
+            if caller is None or is_anonymous(caller):
                 raise ProtocolError(ANONYMOUS_KEY, status=400)
-            scope = f"{caller.scheme}:{caller.id}|{model}|{action.name}" if caller else ""
+            scope = f"{caller.scheme}:{caller.id}|{model}|{action.name}"
             reserved = state.idempotency.reserve(scope, key, fingerprint(request_params))
             if isinstance(reserved, BaseResponse):
                 attempt.outcome = "replayed"
@@ -272,7 +272,7 @@ def run_job(state: AppState, jobs: JobStore, row: Any) -> None:
         if state.audit is not None:
             attempt.params = redact_params(values, attempt.secret)
             if action.for_instance:
-                attempt.target = _target(request_params, values)
+                attempt.target = _target(request_params)
         _check_permission(action, row.model)
 
         def finish_in(response: BaseResponse) -> None:
@@ -317,9 +317,10 @@ def _lockable(action: Action, arguments: tuple[Any, ...]) -> list[Any]:
     return rows
 
 
-def _target(request_params: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """The selection as sent, for the audit log (never raises)."""
-    raw = request_params.get("ids", values.get("ids"))
+def _target(request_params: dict[str, Any]) -> dict[str, Any]:
+    """The selection as sent (hoisted out of the values already), for the audit log (never
+    raises)."""
+    raw = request_params.get("ids")
     if isinstance(raw, str):
         ids: list[Any] = raw.split(",") if raw else []
     elif isinstance(raw, list):
@@ -328,7 +329,7 @@ def _target(request_params: dict[str, Any], values: dict[str, Any]) -> dict[str,
         ids = [] if raw is None else [raw]
     if request_params.get("id") is not None:
         ids.insert(0, request_params["id"])
-    inverse = request_params.get("inverseIds", values.get("inverseIds")) is True
+    inverse = request_params.get("inverseIds") is True
     return summarize_target(ids, inverse)
 
 
