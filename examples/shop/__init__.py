@@ -51,14 +51,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the shop, create its tables and add the demo data on first start.
 
     :param config: overrides, e.g. ``SQLALCHEMY_DATABASE_URI`` and ``FLEXACTIONS_TOKEN``.
-        The token otherwise comes from the ``FLEXACTIONS_TOKEN`` environment variable, or is
-        generated once and kept in the instance folder.
+        The database otherwise comes from the ``DATABASE_URL`` environment variable, or is a
+        SQLite file in the instance folder. The token otherwise comes from the
+        ``FLEXACTIONS_TOKEN`` environment variable, or is generated once and kept in the
+        instance folder.
     """
     # Keep the database and the token beside the example, wherever it is started from.
     app = Flask(__name__, instance_path=str(Path(__file__).parent / "instance"))
     app.config.update(
         # A relative SQLite path lives in the instance folder; Flask-SQLAlchemy creates it.
-        SQLALCHEMY_DATABASE_URI="sqlite:///shop.db",
+        SQLALCHEMY_DATABASE_URI=os.environ.get("DATABASE_URL") or "sqlite:///shop.db",
         # Jet Admin calls the Messages URL from the user's browser, on this origin.
         FLEXACTIONS_CORS_ORIGINS=["https://app.jetadmin.io"],
         # The debug console at /flex/console/ is on by default only in debug mode; the example

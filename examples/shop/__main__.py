@@ -20,9 +20,15 @@ def main(argv: list[str] | None = None) -> None:
         default=int(os.environ.get("PORT", "5000")),
         help="port to listen on (default: $PORT or 5000)",
     )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="SQLAlchemy database URL (default: $DATABASE_URL, else a SQLite file in "
+        "examples/shop/instance/)",
+    )
     args = parser.parse_args(argv)
 
-    app = create_app()
+    app = create_app({"SQLALCHEMY_DATABASE_URI": args.database_url} if args.database_url else None)
     token = app.config["FLEXACTIONS_TOKEN"]
     url = f"http://{args.host}:{args.port}/flex/messages/"
     console = f"http://{args.host}:{args.port}/flex/console/"
