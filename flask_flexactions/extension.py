@@ -16,6 +16,7 @@ from .cli import flexactions_cli
 from .config import Settings, load_settings
 from .dry_run import Preview
 from .fields import ForeignKey
+from .forksafe import guard_engine
 from .idempotency import IdempotencyStore
 from .jobs import JobStore
 from .listing import ActionListing
@@ -77,6 +78,7 @@ class FlexActions:
             )
         state = AppState(self, db, load_settings(app), celery)
         state.check_registrations()
+        _guard_engines(app, db)
         app.extensions[EXTENSION_KEY] = state
         app.cli.add_command(flexactions_cli)
 
@@ -249,6 +251,20 @@ class FlexActions:
 
             self._blueprint = create_blueprint()
         return self._blueprint
+
+
+def _guard_engines(app: Flask, db: Any) -> None:
+    """Make every engine of ``db`` on ``app`` fork-safe (see :mod:`.forksafe`)."""
+    with app.app_context():
+        try:
+            engines = db.engines
+        except RuntimeError as error:
+            raise RuntimeError(
+                "FlexActions needs the app's Flask-SQLAlchemy instance initialised first: call "
+                "db.init_app(app) before flex.init_app(app, db=db)."
+            ) from error
+        for engine in engines.values():
+            guard_engine(engine)
 
 
 class AppState:

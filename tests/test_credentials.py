@@ -173,6 +173,7 @@ def fresh_app(tmp_path: Path, **config: Any) -> tuple[Flask, list[str]]:
     """An app of its own (settings are read once in init_app) whose ``touch`` records runs."""
     app = Flask(__name__)
     app.config.update(SQLALCHEMY_DATABASE_URI=database_url(tmp_path), **config)
+    db.init_app(app)
     flex = FlexActions(app, db=db)
     app.register_blueprint(flex.blueprint, url_prefix="/flex")
     ran: list[str] = []

@@ -438,6 +438,7 @@ def test_large_selections_are_counted_and_hashed(app: Flask, flex: FlexActions) 
         FLEXACTIONS_TOKEN=AUTH["Authorization"].split()[1],
         FLEXACTIONS_AUDIT=Sink(),
     )
+    db.init_app(other)
     extension = FlexActions(other, db=db)
     other.register_blueprint(extension.blueprint, url_prefix="/flex")
     extension.register_action(lambda rows, params: None, User, name="noop", bulk=True)

@@ -394,7 +394,9 @@ def test_main_prints_the_url_token_and_curl(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     started: list[tuple[str, int]] = []
-    monkeypatch.setattr("examples.shop.__main__.create_app", lambda: create_app(dict(CONFIG)))
+    monkeypatch.setattr(
+        "examples.shop.__main__.create_app", lambda config=None: create_app(dict(CONFIG))
+    )
     monkeypatch.setattr(Flask, "run", lambda self, host, port: started.append((host, port)))
     monkeypatch.setenv("PORT", "5123")
     main([])

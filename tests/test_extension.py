@@ -130,7 +130,8 @@ def test_db_given_to_init_app_wins_over_the_constructor(make_app: MakeApp) -> No
     flex = FlexActions(db=other)
     flex.init_app(app, db=db)
     assert app.extensions["flexactions"].db is db
-    app2 = make_app("app2")
+    app2 = make_app("app2", with_db=False)
+    other.init_app(app2)
     flex.init_app(app2)
     assert app2.extensions["flexactions"].db is other
 
