@@ -6,11 +6,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response, current_app, has_request_context
+from flask.signals import got_request_exception
 from markupsafe import escape
 from werkzeug.wrappers import Response as BaseResponse
 
 from .errors import NON_FIELD_ERRORS, ErrorDict
+from .outages import is_unavailable
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class Result:
 
 #: The generic text of a 500 answer; the details go to the server log only.
 INTERNAL_ERROR_MESSAGE = "The server failed to run the action; the error has been logged."
+#: The one text of a 503 answer for a database that is down, restarting or too busy.
+DATABASE_UNAVAILABLE_MESSAGE = "The database is unavailable; retry in a moment."
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -49,6 +53,31 @@ def error_response(errors: ErrorDict, status: int = 200) -> Response:
 def message_error(message: str, status: int) -> Response:
     """An error answer carrying one ``non_field_errors`` message."""
     return error_response({NON_FIELD_ERRORS: [message]}, status)
+
+
+def unavailable_response(message: str, retry_after: int) -> Response:
+    """A 503 answer: nothing ran (or it was rolled back); retry after ``retry_after`` s."""
+    response = message_error(message, 503)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def unexpected_error_response(error: Exception, context: str) -> Response:
+    """The answer to an exception nothing else handled: 503 for a database outage (logged
+    in one line), else a generic 500, logged with its traceback and sent to Flask's
+    ``got_request_exception`` signal (where error trackers such as Sentry listen).
+
+    :param context: what failed, for the log, e.g. ``"Flex action 'refund' on 'orders'"``.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if is_unavailable(error):
+        app.logger.warning("%s: the database is unavailable (%s)", context, type(error).__name__)
+        retry_after = app.extensions["flexactions"].settings.retry_after
+        return unavailable_response(DATABASE_UNAVAILABLE_MESSAGE, retry_after)
+    app.logger.error("%s failed", context, exc_info=error)
+    if has_request_context():
+        got_request_exception.send(app, exception=error)
+    return message_error(INTERNAL_ERROR_MESSAGE, 500)
 
 
 def success_answer(value: Any) -> BaseResponse | dict[str, Any]:

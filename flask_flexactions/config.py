@@ -59,6 +59,9 @@ DEFAULTS: dict[str, Any] = {
     "FLEXACTIONS_JET_AUTH_CACHE_SECONDS": 60,
     # The debug console at ``<url_prefix>/console/``: True, False, or None to follow app.debug.
     "FLEXACTIONS_CONSOLE": None,
+    # Seconds a 503 answer (database or broker unavailable) asks the client to wait, sent in
+    # its ``Retry-After`` header.
+    "FLEXACTIONS_RETRY_AFTER": 5,
 }
 
 
@@ -88,6 +91,7 @@ class Settings:
     job_ttl: int
     #: ``FLEXACTIONS_CONSOLE``: None means "on when the app runs in debug mode".
     console: bool | None = None
+    retry_after: int = 5
 
     @property
     def cors_any_origin(self) -> bool:
@@ -178,4 +182,5 @@ def load_settings(app: Flask) -> Settings:
         background_inline=bool(app.config["FLEXACTIONS_BACKGROUND_INLINE"]),
         job_ttl=_positive_int(app, "FLEXACTIONS_JOB_TTL"),
         console=_optional_bool(app, "FLEXACTIONS_CONSOLE"),
+        retry_after=_positive_int(app, "FLEXACTIONS_RETRY_AFTER"),
     )

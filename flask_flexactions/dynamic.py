@@ -7,13 +7,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app, g
-from flask.signals import got_request_exception
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from .actions import Action, ActionKind
-from .answers import INTERNAL_ERROR_MESSAGE, error_response, json_response, message_error
+from .answers import error_response, json_response, unexpected_error_response
 from .body import parse_object
 from .caller import CALLER_KEY
 from .defaults import apply_defaults, record_params
@@ -244,9 +243,9 @@ def _guarded(
     except (ProtocolError, HTTPException):
         raise
     except Exception as error:
-        current_app.logger.exception("The dynamic params of Flex action %r failed", action.name)
-        got_request_exception.send(current_app._get_current_object(), exception=error)  # type: ignore[attr-defined]
-        return message_error(INTERNAL_ERROR_MESSAGE, 500)
+        return unexpected_error_response(
+            error, f"The dynamic params of Flex action {action.name!r}"
+        )
     finally:
         try:
             session.rollback()

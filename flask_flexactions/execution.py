@@ -6,8 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app, g, has_request_context, request
-from flask.signals import got_request_exception
+from flask import current_app, g, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
@@ -19,6 +18,8 @@ from .answers import (
     json_response,
     message_error,
     success_answer,
+    unavailable_response,
+    unexpected_error_response,
 )
 from .audit import Attempt, AuditRecord, AuditSink, redact_params, summarize_target
 from .body import parse_object
@@ -100,7 +101,9 @@ def _execute(state: AppState, request_params: dict[str, Any], attempt: Attempt) 
             if caller is None or is_anonymous(caller):
                 raise ProtocolError(ANONYMOUS_KEY, status=400)
             scope = f"{caller.scheme}:{caller.id}|{model}|{action.name}"
-            reserved = state.idempotency.reserve(scope, key, fingerprint(request_params))
+            reserved = state.idempotency.reserve_in(
+                state.db.session, scope, key, fingerprint(request_params)
+            )
             if isinstance(reserved, BaseResponse):
                 attempt.outcome = "replayed"
                 return reserved
@@ -144,19 +147,14 @@ def _run(
             store.complete_in(session, reservation, response)
 
     invoke = enqueue if action.background else None
-    try:
-        ran = _transact(state, action, model, request_params, values, attempt, invoke, store_answer)
-    except (ProtocolError, HTTPException):
-        _release(store, reservation)
-        raise
-    if ran.release:
-        _release(store, reservation)
-    elif not ran.committed and reservation is not None and store is not None:
+    # A reserved key's row is in the run's transaction: whatever rolls the run back (a
+    # protocol error, a crash) frees the key with it.
+    ran = _transact(state, action, model, request_params, values, attempt, invoke, store_answer)
+    if not ran.committed and not ran.release and reservation is not None and store is not None:
         try:
-            store.complete(reservation, ran.response)
+            store.remember(session, reservation, ran.response)
         except Exception:
             current_app.logger.exception("Storing the answer of an Idempotency-Key failed")
-            _release(store, reservation)
     if ran.committed and queued and jobs is not None:
         attempt.outcome = "queued"
         try:
@@ -165,9 +163,12 @@ def _run(
             current_app.logger.exception("Queueing the Flex action %r failed", action.name)
             jobs.fail(queued[0], "The job could not be queued; nothing ran.")
             # The "Queued" answer was stored with the job: a retry must queue again.
-            _release(store, reservation)
+            _forget(store, reservation)
             attempt.outcome = "failed"
-            return message_error("The job could not be queued (is the broker up?); retry.", 503)
+            return unavailable_response(
+                "The job could not be queued (is the broker up?); retry.",
+                state.settings.retry_after,
+            )
     return ran.response
 
 
@@ -178,7 +179,8 @@ class _Ran:
     response: BaseResponse
     committed: bool = False
     cancelled: bool = False
-    #: Forget the Idempotency-Key: a retry may answer otherwise (a crash, a dry run).
+    #: Keep no answer for an Idempotency-Key: a retry may answer otherwise (a crash, a dry
+    #: run).
     release: bool = False
 
 
@@ -247,11 +249,9 @@ def _transact(
         raise
     except Exception as error:
         _rollback(session)
-        current_app.logger.exception("Flex action %r on %r failed", action.name, model)
-        if has_request_context():
-            got_request_exception.send(current_app._get_current_object(), exception=error)  # type: ignore[attr-defined]
         attempt.outcome = "failed" if attempt.handler_called else "invalid"
-        return _Ran(message_error(INTERNAL_ERROR_MESSAGE, 500), release=True)
+        response = unexpected_error_response(error, f"Flex action {action.name!r} on {model!r}")
+        return _Ran(response, release=True)
     attempt.outcome = "ran"
     if isinstance(answer, dict) and answer["result"] is False:
         attempt.outcome, attempt.errors = "failed", answer.get("errors")
@@ -333,13 +333,13 @@ def _target(request_params: dict[str, Any]) -> dict[str, Any]:
     return summarize_target(ids, inverse)
 
 
-def _release(store: IdempotencyStore | None, reservation: Reservation | None) -> None:
+def _forget(store: IdempotencyStore | None, reservation: Reservation | None) -> None:
     if store is None or reservation is None:
         return
     try:
-        store.release(reservation)
+        store.forget(reservation)
     except Exception:
-        current_app.logger.exception("Releasing an Idempotency-Key failed")
+        current_app.logger.exception("Freeing an Idempotency-Key failed")
 
 
 def _write_audit(sink: AuditSink, record: AuditRecord) -> None:

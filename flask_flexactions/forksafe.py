@@ -40,9 +40,10 @@ def guard_engine(engine: sa.Engine) -> None:
         return
     sa.event.listen(engine, "connect", _remember_process)
     sa.event.listen(engine, "checkout", _refuse_foreign_connection)
-    # Connections pooled before now carry no process id; close them (they are this process's)
-    # so that every connection the pool hands out from here on is stamped.
-    engine.dispose()
+    if not engine.pool.checkedout():
+        # Connections pooled before now carry no process id: close them (this process
+        # opened them) so that every connection handed out from now on carries one.
+        engine.dispose()
     _guarded.add(engine)
 
 
@@ -54,7 +55,9 @@ def _remember_process(dbapi_connection: Any, record: Any) -> None:
 
 
 def _refuse_foreign_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-    if record.info.get(PID_KEY) != os.getpid():
+    # A connection without a process id was checked out while the guard was installed: this
+    # process opened it.
+    if record.info.setdefault(PID_KEY, os.getpid()) != os.getpid():
         # Forget the driver connection without closing it: closing would end the session
         # of the process that owns the socket.
         record.dbapi_connection = proxy.dbapi_connection = None

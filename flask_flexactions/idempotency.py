@@ -75,6 +75,8 @@ class Reservation:
     """A key reserved for one run; complete it with the run's answer."""
 
     id: str
+    #: The :func:`fingerprint` of the request that reserved it.
+    fingerprint: str
 
 
 def _now() -> dt.datetime:
@@ -82,41 +84,54 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
+#: The first key of PostgreSQL's two-key advisory locks that guard Idempotency-Keys ("flex").
+_LOCK_CLASS = 0x666C6578
+
+
+def _lock_key(row_id: str) -> int:
+    """A signed 32-bit advisory lock key for the row id (a hex digest)."""
+    return int(row_id[:8], 16) - 2**31
+
+
 class IdempotencyStore:
-    """Reserves keys and keeps answers in :data:`IDEMPOTENCY_TABLE` for ``ttl`` seconds."""
+    """Reserves keys and keeps answers in :data:`IDEMPOTENCY_TABLE` for ``ttl`` seconds.
+
+    A key is reserved by inserting its row inside the action's own transaction, so the
+    reservation lives exactly as long as the run: it commits with the run's work and answer,
+    and whatever ends the run early (an error, a 5xx, a lost connection, a killed process)
+    rolls it back with the work, leaving the key free. A duplicate sent while the first run
+    is open is told to retry (409) at once on PostgreSQL, where a transaction-scoped advisory
+    lock guards the insert; elsewhere it waits for the first run's transaction like any
+    writer (SQLite's database lock), then replays its answer.
+    """
 
     def __init__(self, db: Any, ttl: int) -> None:
         self.db = db
         self.ttl = ttl
         self.table = idempotency_table(db.metadata)
 
-    def reserve(self, scope: str, key: str, digest: str) -> Reservation | BaseResponse:
-        """Reserve ``key`` for a run, or answer without running: the stored answer of a
-        finished run (replayed), 409 while the first run goes on, 422 for another payload."""
+    def reserve_in(
+        self, session: Any, scope: str, key: str, digest: str
+    ) -> Reservation | BaseResponse:
+        """Reserve ``key`` in the session's transaction, or answer without running: the
+        stored answer of a finished run (replayed), 409 while the first run goes on, 422 for
+        another payload. On an answer, the session's transaction has been rolled back."""
         row_id = hashlib.sha256(f"{scope}\0{key}".encode("utf-8", "surrogatepass")).hexdigest()
         for _ in range(3):
-            now = _now()
             try:
-                with self.db.engine.begin() as connection:
-                    connection.execute(self.table.delete().where(self.table.c.expires_at < now))
-                    connection.execute(
-                        self.table.insert().values(
-                            id=row_id,
-                            fingerprint=digest,
-                            state="running",
-                            created_at=now,
-                            expires_at=now + dt.timedelta(seconds=self.ttl),
-                        )
-                    )
-                return Reservation(row_id)
+                if self._insert(session, row_id, digest, state="running"):
+                    return Reservation(row_id, digest)
+                session.rollback()
+                raise self._still_running()
             except sa.exc.IntegrityError:
-                pass
-            with self.db.engine.connect() as connection:
-                row = connection.execute(
-                    sa.select(self.table).where(self.table.c.id == row_id)
-                ).one_or_none()
+                session.rollback()
+            row = session.execute(sa.select(self.table).where(self.table.c.id == row_id)).first()
+            session.rollback()
             if row is None:
-                continue  # it expired and was deleted meanwhile: try to reserve again
+                continue  # expired and deleted meanwhile: reserve again
+            if row.expires_at < _now():
+                self._forget_expired(row_id)
+                continue
             if row.fingerprint != digest:
                 raise ProtocolError(
                     f"This {KEY_HEADER} was already used for a different request; send a new "
@@ -124,12 +139,46 @@ class IdempotencyStore:
                     status=422,
                 )
             if row.state != "done":
-                raise ProtocolError(
-                    f"A request with this {KEY_HEADER} is still running; retry in a moment.",
-                    status=409,
-                )
+                raise self._still_running()
             return self._replay(row)
         raise ProtocolError(f"Could not reserve the {KEY_HEADER}; retry.", status=409)
+
+    def _insert(self, session: Any, row_id: str, digest: str, **values: Any) -> bool:
+        """Insert the key's row; False when PostgreSQL's advisory lock says another open
+        transaction holds the key."""
+        now = _now()
+        row = {
+            "id": row_id,
+            "fingerprint": digest,
+            "created_at": now,
+            "expires_at": now + dt.timedelta(seconds=self.ttl),
+            **values,
+        }
+        table = self.table
+        if session.get_bind().dialect.name != "postgresql":
+            session.execute(table.insert().values(**row))
+            return True
+        selected = sa.select(*(sa.literal(v, table.c[k].type) for k, v in row.items())).where(
+            sa.func.pg_try_advisory_xact_lock(_LOCK_CLASS, _lock_key(row_id))
+        )
+        inserted = session.execute(
+            table.insert().from_select(list(row), selected).returning(table.c.id)
+        )
+        return inserted.first() is not None
+
+    @staticmethod
+    def _still_running() -> ProtocolError:
+        return ProtocolError(
+            f"A request with this {KEY_HEADER} is still running; retry in a moment.",
+            status=409,
+        )
+
+    def _forget_expired(self, row_id: str) -> None:
+        table = self.table
+        with self.db.engine.begin() as connection:
+            connection.execute(
+                table.delete().where(table.c.id == row_id, table.c.expires_at < _now())
+            )
 
     def _replay(self, row: Any) -> BaseResponse:
         headers = {k: v for k, v in (row.headers or {}).items() if k in REPLAYED_HEADERS}
@@ -156,15 +205,26 @@ class IdempotencyStore:
             self.table.update().where(self.table.c.id == reservation.id).values(**values)
         )
 
-    def complete(self, reservation: Reservation, response: BaseResponse) -> None:
-        """Store the answer of a run that was rolled back, in a transaction of its own."""
+    def remember(self, session: Any, reservation: Reservation, response: BaseResponse) -> None:
+        """Store the answer of a run that was rolled back (a refusal, replayed to retries) in
+        a transaction of its own; a duplicate that reserved the key meanwhile keeps it."""
         values = self._values(response)
-        with self.db.engine.begin() as connection:
-            connection.execute(
-                self.table.update().where(self.table.c.id == reservation.id).values(**values)
-            )
+        try:
+            if self._insert(session, reservation.id, reservation.fingerprint, **values):
+                session.commit()
+        except sa.exc.IntegrityError:
+            pass
+        finally:
+            session.rollback()
 
-    def release(self, reservation: Reservation) -> None:
-        """Forget a reservation whose run failed unexpectedly, so a retry may run."""
+    def forget(self, reservation: Reservation) -> None:
+        """Free a key whose run committed but must not be replayed (its job never queued)."""
         with self.db.engine.begin() as connection:
             connection.execute(self.table.delete().where(self.table.c.id == reservation.id))
+
+    def delete_expired(self, limit: int = 1000) -> int:
+        """Delete up to ``limit`` expired keys; returns how many (see :mod:`.housekeeping`)."""
+        table = self.table
+        expired = sa.select(table.c.id).where(table.c.expires_at < _now()).limit(limit)
+        with self.db.engine.begin() as connection:
+            return int(connection.execute(table.delete().where(table.c.id.in_(expired))).rowcount)

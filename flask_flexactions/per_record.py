@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from .answers import success_answer
 from .errors import NON_FIELD_ERRORS, ActionError, ErrorDict, ProtocolError, validation_messages
 from .jobs import report_progress
+from .outages import is_unavailable
 
 #: The error of a record whose handler raised something unexpected; details go to the log.
 RECORD_FAILED_MESSAGE = "The action failed on this record; the error has been logged."
@@ -70,6 +71,8 @@ def run_per_record(
             savepoint.rollback()
             raise
         except Exception as error:
+            if is_unavailable(error):
+                raise  # the database went away: no record's outcome can be trusted
             errors = _errors_of(error)
             savepoint.rollback()
             _check_savepoints()

@@ -6,10 +6,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, current_app, g, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.wrappers import Response as BaseResponse
 
-from .answers import INTERNAL_ERROR_MESSAGE, message_error
+from .answers import (
+    INTERNAL_ERROR_MESSAGE,
+    message_error,
+    unavailable_response,
+    unexpected_error_response,
+)
 from .body import parse_object
 from .caller import CALLER_KEY
 from .config import Settings
@@ -20,11 +25,15 @@ from .errors import AuthenticationError, ProtocolError
 from .execution import execute_action
 from .jobs import JobStore
 from .lookup import get_related_options
+from .outages import is_unavailable
 
 if TYPE_CHECKING:
     from .extension import AppState
 
 MessageHandler = Callable[["AppState", dict[str, Any]], BaseResponse]
+
+#: Where the message name of the current request is kept in ``flask.g`` (for the log).
+MESSAGE_NAME_KEY = "flexactions_message"
 
 
 def get_action_list(state: AppState, params: dict[str, Any]) -> BaseResponse:
@@ -89,6 +98,7 @@ def create_blueprint() -> Blueprint:
     blueprint.after_request(_response_headers)
     blueprint.register_error_handler(ProtocolError, _protocol_error)
     blueprint.register_error_handler(HTTPException, _http_error)
+    blueprint.register_error_handler(Exception, _unexpected_error)
     return blueprint
 
 
@@ -112,6 +122,7 @@ def messages() -> BaseResponse:
     name = envelope.get("name")
     if not isinstance(name, str):
         raise ProtocolError('The body needs "name", the message name, e.g. "get_action_list".')
+    setattr(g, MESSAGE_NAME_KEY, name[:64])
     handler = MESSAGES.get(name)
     if handler is None:
         raise ProtocolError(f"Unknown message {name[:64]!r}; expected one of {sorted(MESSAGES)}.")
@@ -147,7 +158,13 @@ def _read_envelope(settings: Settings) -> dict[str, Any]:
     # One byte past the cap tells an oversized body without a Content-Length (chunked); a
     # declared length bounds the read, so a small request never reserves the whole cap.
     limit = settings.max_body if declared is None else declared
-    data = request.stream.read(limit + 1)
+    try:
+        data = request.stream.read(limit + 1)
+    except (OSError, ValueError) as error:
+        # The server's reader of a chunked body raises these for malformed framing.
+        raise ProtocolError(
+            "The request body could not be read: its chunked encoding is malformed."
+        ) from error
     if len(data) > settings.max_body:
         raise _too_large(settings)
     return parse_object(data, settings.max_depth, "The request body")
@@ -170,6 +187,8 @@ def _response_headers(response: BaseResponse) -> BaseResponse:
 
 
 def _protocol_error(error: ProtocolError) -> BaseResponse:
+    if error.status == 503:
+        return unavailable_response(error.message, _state().settings.retry_after)
     response = message_error(error.message, error.status)
     if isinstance(error, AuthenticationError):
         response.headers["WWW-Authenticate"] = 'Token realm="flexactions"'
@@ -177,4 +196,15 @@ def _protocol_error(error: ProtocolError) -> BaseResponse:
 
 
 def _http_error(error: HTTPException) -> BaseResponse:
+    if isinstance(error, InternalServerError):
+        # An exception nothing handled: Flask has logged it and signalled it already.
+        return message_error(INTERNAL_ERROR_MESSAGE, 500)
     return message_error(error.description or error.name, error.code or 500)
+
+
+def _unexpected_error(error: Exception) -> BaseResponse:
+    """Answer a database outage with 503; let Flask handle anything else as it would (log,
+    ``got_request_exception``, propagate under testing, then a 500 by :func:`_http_error`)."""
+    if not is_unavailable(error):
+        raise error
+    return unexpected_error_response(error, f"The Flex Actions message {g.get(MESSAGE_NAME_KEY)!r}")

@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import json
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from flask_flexactions.audit import AuditRecord
 from flask_flexactions.idempotency import IDEMPOTENCY_TABLE
 from tests.conftest import AUTH, URL
 from tests.models import User, db
+from tests.test_fault_injection import ON_POSTGRESQL
 
 SECRET = "hunter2-very-secret"
 FLAGS_MESSAGE = "atomic, lock and background must be True or False"
@@ -219,23 +221,45 @@ def test_another_payload_with_the_same_key_is_422(
     assert counted == ["ann"] and names(app)[1] == "ann"
 
 
-def test_a_key_still_running_is_409(app: Flask, client: FlaskClient, counted: list[str]) -> None:
+def test_a_duplicate_sent_while_the_first_runs_never_runs(
+    app: Flask, client: FlaskClient, counted: list[str]
+) -> None:
+    """A duplicate from another worker thread while the first run's transaction is open:
+    PostgreSQL answers it 409 at once; on SQLite it waits for the database's write lock,
+    then replays the first run's answer. Either way the handler runs once."""
     store = app.extensions["flexactions"].idempotency
     real_complete_in = store.complete_in
-    inner: list[int] = []
+    duplicates: list[Any] = []
+
+    def send_duplicate() -> None:
+        duplicates.append(
+            execute(
+                app.test_client(), KEY, name="rename", model="users", id=1, params={"name": "ann"}
+            )
+        )
 
     def duplicate_arrives(session: Any, reservation: Any, response: Any) -> None:
-        # While the first run is still open, the same request comes again.
-        duplicate = execute(
-            app.test_client(), KEY, name="rename", model="users", id=1, params={"name": "ann"}
-        )
-        inner.append(duplicate.status_code)
+        thread = threading.Thread(target=send_duplicate)
+        thread.start()
+        if ON_POSTGRESQL:
+            thread.join(timeout=30)
+            assert duplicates[0].status_code == 409  # while the first run is still open
+        threads.append(thread)
         real_complete_in(session, reservation, response)
 
+    threads: list[threading.Thread] = []
     store.complete_in = duplicate_arrives
     first = execute(client, KEY, name="rename", model="users", id=1, params={"name": "ann"})
+    threads[0].join(timeout=30)
     assert first.get_json()["result"] is True
-    assert inner == [409] and counted == ["ann"]
+    (duplicate,) = duplicates
+    if ON_POSTGRESQL:
+        assert duplicate.status_code == 409
+        assert "still running" in duplicate.get_json()["errors"]["non_field_errors"][0]
+    else:
+        assert duplicate.status_code == 200 and duplicate.data == first.data
+        assert duplicate.headers["Idempotent-Replayed"] == "true"
+    assert counted == ["ann"]
 
 
 def test_failed_answers_are_replayed_too(client: FlaskClient, counted: list[str]) -> None:
@@ -443,6 +467,8 @@ def test_large_selections_are_counted_and_hashed(app: Flask, flex: FlexActions) 
     other.register_blueprint(extension.blueprint, url_prefix="/flex")
     extension.register_action(lambda rows, params: None, User, name="noop", bulk=True)
     execute(other.test_client(), name="noop", model="users", ids=list(range(1, 202)))
+    with other.app_context():
+        db.engine.dispose()
     (record,) = records
     assert record.target is not None and record.target["count"] == 201
     assert len(record.target["sha256"]) == 64 and "ids" not in record.target
