@@ -1,4 +1,5 @@
-"""``flask flexactions list|run``: the actions from the command line, through the Messages URL."""
+"""``flask flexactions list|run|status``: the actions from the command line, through the
+Messages URL."""
 
 from __future__ import annotations
 
@@ -13,8 +14,20 @@ from flask import current_app
 from flask.cli import AppGroup
 from werkzeug.test import TestResponse
 
-from .cli_answers import EXIT_FAILED, EXIT_OK, EXIT_USAGE, check_output, refused, save_file
+from .cli_answers import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    check_output,
+    finish_job,
+    follow_job,
+    job_status,
+    print_job,
+    refused,
+    save_file,
+)
 from .client import LocalCaller, execute_params
+from .jobs import FINAL_STATES
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "flexactions_cli"]
 
@@ -166,11 +179,27 @@ def _answered(response: TestResponse, output: Path | None, force: bool) -> NoRet
     sys.exit(EXIT_OK if answer.get("result") is True else EXIT_FAILED)
 
 
+def _queued_job(response: TestResponse) -> dict[str, Any] | None:
+    """The ``job`` of a background action's answer, or None for any other answer."""
+    answer = response.get_json(silent=True)
+    job = answer.get("job") if isinstance(answer, dict) else None
+    if isinstance(job, dict) and isinstance(job.get("id"), str) and job["id"]:
+        return job
+    return None
+
+
+def _finite(context: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    # FloatRange lets NaN through (every comparison with it is false), and infinity past a min.
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number of seconds.")
+    return value
+
+
 OUTPUT_HELP = (
     "Where to write a file answer; '-' writes it to stdout. Default: a new temporary folder, "
     "whose path is printed."
 )
-FORCE_HELP = "Overwrite the file named by --output if it exists."
+FORCE_HELP = "Overwrite the file named by --output (or --download) if it exists."
 
 
 @flexactions_cli.command("run")
@@ -195,6 +224,28 @@ FORCE_HELP = "Overwrite the file named by --output if it exists."
     help=OUTPUT_HELP,
 )
 @click.option("--force", is_flag=True, help=FORCE_HELP)
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="For a background action: follow the job to its end with a progress bar, then "
+    "print its answer as a run in the request would.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05, max=60),
+    default=0.5,
+    show_default=True,
+    callback=_finite,
+    metavar="SECONDS",
+    help="With --wait: seconds between two status requests.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    callback=_finite,
+    metavar="SECONDS",
+    help="With --wait: stop waiting after this long (exit 2); the job goes on. Default: no limit.",
+)
 @click.option("--auth", envvar="FLEXACTIONS_CLI_AUTH", help=AUTH_HELP)
 def run_command(
     action: str,
@@ -206,14 +257,17 @@ def run_command(
     json_params: str | None,
     output: Path | None,
     force: bool,
+    wait: bool,
+    interval: float,
+    timeout: float | None,
     auth: str | None,
 ) -> None:
     """Run ACTION and print its answer as JSON; a file answer is written to a file.
 
     Exit code 0 when the answer is "result: true", 1 when it is "result: false" (invalid
-    params, missing records, a business error) or the server failed, 2 for a usage error
-    (such as an --output that exists) or a request the Messages URL refuses (unknown action,
-    malformed ids, wrong credential).
+    params, missing records, a business error), the server failed or a waited-for job failed,
+    2 for a usage error, a request the Messages URL refuses (unknown action, malformed ids,
+    wrong credential) or a --timeout that ran out.
     """
     if id_ is not None and (ids is not None or inverse):
         raise click.UsageError("Give either --id (a record action) or --ids/--inverse (bulk).")
@@ -231,4 +285,37 @@ def run_command(
     response = caller.message("execute_action", message)
     if response.status_code != 200:
         refused(response)
-    _answered(response, output, force)
+    job = _queued_job(response)
+    if job is None:
+        _answered(response, output, force)
+    if not wait:
+        click.echo(json.dumps(response.get_json(), indent=2, ensure_ascii=False))
+        if job.get("state") not in FINAL_STATES:
+            click.echo(f"Follow the job with: flask flexactions status {job['id']}", err=True)
+        sys.exit(EXIT_OK)
+    final = follow_job(caller, job["id"], interval, timeout)
+    sys.exit(finish_job(caller, final, output, force, asked=False))
+
+
+@flexactions_cli.command("status")
+@click.argument("job")
+@click.option(
+    "--download",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Write the file a finished job answered with to this path ('-' for stdout).",
+)
+@click.option("--force", is_flag=True, help=FORCE_HELP)
+@click.option("--auth", envvar="FLEXACTIONS_CLI_AUTH", help=AUTH_HELP)
+def status_command(job: str, download: Path | None, force: bool, auth: str | None) -> None:
+    """Print the state and progress of the background job JOB and, once it is finished, its
+    answer (with --download, its file).
+
+    Exit code 0 when the job succeeded or is not finished yet, 1 when it failed or was
+    cancelled, 2 for a usage error or a request the Messages URL refuses (an unknown job).
+    """
+    check_output(download, force, "--download")
+    caller = _caller(auth)
+    current = job_status(caller, job)
+    to_stderr = download is not None and str(download) == "-"
+    print_job(current, err=to_stderr)
+    sys.exit(finish_job(caller, current, download, force, asked=True))
