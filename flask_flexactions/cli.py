@@ -199,7 +199,7 @@ OUTPUT_HELP = (
     "Where to write a file answer; '-' writes it to stdout. Default: a new temporary folder, "
     "whose path is printed."
 )
-FORCE_HELP = "Overwrite the file named by --output (or --download) if it exists."
+FORCE_HELP = "Overwrite the file named by --output if it exists."
 
 
 @flexactions_cli.command("run")
@@ -304,14 +304,15 @@ def run_command(
     type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
     help="Write the file a finished job answered with to this path ('-' for stdout).",
 )
-@click.option("--force", is_flag=True, help=FORCE_HELP)
+@click.option("--force", is_flag=True, help="Overwrite the file named by --download if it exists.")
 @click.option("--auth", envvar="FLEXACTIONS_CLI_AUTH", help=AUTH_HELP)
 def status_command(job: str, download: Path | None, force: bool, auth: str | None) -> None:
     """Print the state and progress of the background job JOB and, once it is finished, its
     answer (with --download, its file).
 
-    Exit code 0 when the job succeeded or is not finished yet, 1 when it failed or was
-    cancelled, 2 for a usage error or a request the Messages URL refuses (an unknown job).
+    Exit code 0 when the job succeeded or is not finished yet, 1 when it failed, was
+    cancelled or answered "result: false", 2 for a usage error or a request the Messages URL
+    refuses (an unknown job).
     """
     check_output(download, force, "--download")
     caller = _caller(auth)

@@ -143,7 +143,8 @@ def finish_job(
 ) -> int:
     """Show what a job answered, once it is final, and return the exit code.
 
-    0 for a job that succeeded (or is not final yet), 1 for one that failed or was cancelled.
+    0 for a job that succeeded (or is not final yet), 1 for one that failed or was cancelled
+    or whose answer is ``result: false`` (an ``atomic=False`` job with records that failed).
     A JSON answer is printed as ``run`` prints one. A file answer is written by
     :func:`save_file` to ``output``; when ``asked`` (``status --download``), ``output`` is
     wanted only for a file, and without it the file is only described.

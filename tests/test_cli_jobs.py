@@ -19,7 +19,7 @@ from click.testing import Result
 from flask import Flask, send_file
 
 import flask_flexactions.cli_answers
-from flask_flexactions import FlexActions
+from flask_flexactions import ActionError, FlexActions
 from flask_flexactions.jobs import CANCELLED, FINAL_STATES
 from tests import test_background
 from tests.background_app import TOKEN, create_app
@@ -370,6 +370,29 @@ def test_a_job_answer_that_is_text_without_a_file_name_is_printed(tmp_path: Path
     app = inline_app(flex, tmp_path, 1, FLEXACTIONS_TOKEN=TOKEN)
     result = cli(app, "run", "report", "-m", "users", "--ids", "1", "--wait")
     assert (result.exit_code, result.stdout) == (0, "plain report\n\n")
+    drop(app)
+
+
+def test_a_job_whose_records_partly_failed_exits_1(tmp_path: Path) -> None:
+    flex = FlexActions()
+
+    @flex.action(User, bulk=True, background=True, atomic=False)
+    def touch(users: list[User], params: dict[str, Any]) -> str:
+        (user,) = users
+        if user.id == 2:
+            raise ActionError("Not this one.")
+        return "ok"
+
+    app = inline_app(flex, tmp_path, 2, FLEXACTIONS_TOKEN=TOKEN)
+    waited = cli(app, "run", "touch", "-m", "users", "--ids", "1,2", "--wait")
+    assert waited.exit_code == 1
+    answer = json.loads(waited.stdout)
+    assert answer["result"] is False and answer["message"] == "1 of 2 records done, 1 failed."
+    job = re.search(r"Job ([0-9a-f]{32}): succeeded", waited.stderr)
+    assert job, waited.stderr
+    status = cli(app, "status", job[1])
+    assert status.exit_code == 1
+    assert status.stdout.startswith(f"Job {job[1]}: succeeded\n")
     drop(app)
 
 
