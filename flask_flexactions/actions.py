@@ -220,6 +220,14 @@ class ActionRegistry:
         where = f"on the model {model!r}" if model else "among the common actions"
         raise NotFound(f"Unknown action {name!r} {where}.")
 
+    def on(self, model: str | None) -> list[Action]:
+        """The actions offered on the collection ``model`` (None: the common actions), in the
+        order they were registered; :class:`NotFound` for a collection with no action."""
+        actions = [action for key, action in self._by_key.items() if key[0] == model]
+        if model is not None and not actions:
+            raise NotFound(f"Unknown model {model[:64]!r}: no action is registered on it.")
+        return actions
+
     def __iter__(self) -> Iterator[Action]:
         return iter(self._actions)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from flask import Response, current_app, has_request_context
@@ -45,9 +46,33 @@ def json_response(payload: Any, status: int = 200) -> Response:
     return current_app.response_class(body, status=status, mimetype="application/json")
 
 
+def first_message(errors: ErrorDict) -> str | None:
+    """The first ``non_field_errors`` message, else the first message of the first field."""
+    for message in errors.get(NON_FIELD_ERRORS, ()):
+        return message
+    for messages in errors.values():
+        for message in messages:
+            return message
+    return None
+
+
 def error_response(errors: ErrorDict, status: int = 200) -> Response:
-    """The protocol's one error shape: ``{"result": false, "errors": {...}}``."""
-    return json_response({"result": False, "errors": errors}, status)
+    """The protocol's one error shape: ``{"result": false, "errors": {...}}``.
+
+    An error status (anything but 2xx) also carries ``detail``, the first message: Jet Admin's
+    client shows ``detail`` for every error status but 400, else only the status text.
+    """
+    payload: dict[str, Any] = {"result": False, "errors": errors}
+    if not 200 <= status < 300:
+        payload["detail"] = first_message(errors) or _status_text(status)
+    return json_response(payload, status)
+
+
+def _status_text(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
 
 
 def message_error(message: str, status: int) -> Response:

@@ -1,4 +1,5 @@
-"""``flask flexactions list|run``: the actions from the command line, through the Messages URL."""
+"""``flask flexactions list|run|status``: the actions from the command line, through the
+Messages URL."""
 
 from __future__ import annotations
 
@@ -11,14 +12,24 @@ from typing import Any, NoReturn
 import click
 from flask import current_app
 from flask.cli import AppGroup
-from werkzeug.http import parse_options_header
 from werkzeug.test import TestResponse
-from werkzeug.utils import secure_filename
 
+from .cli_answers import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    check_output,
+    finish_job,
+    follow_job,
+    job_status,
+    print_job,
+    refused,
+    save_file,
+)
 from .client import LocalCaller, execute_params
+from .jobs import FINAL_STATES
 
-#: Exit codes of ``flask flexactions run``.
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "flexactions_cli"]
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -49,19 +60,10 @@ def _caller(auth: str | None) -> LocalCaller:
     return caller
 
 
-def _refused(response: TestResponse) -> NoReturn:
-    """Report an answer that is not a 200 and exit: 2 for a 4xx (the request was wrong)."""
-    data = response.get_json(silent=True)
-    errors = data.get("errors") if isinstance(data, dict) else None
-    text = "; ".join(m for ms in errors.values() for m in ms) if errors else response.status
-    click.echo(f"Error {response.status_code}: {text}", err=True)
-    sys.exit(EXIT_USAGE if 400 <= response.status_code < 500 else EXIT_FAILED)
-
-
 def _action_list(caller: LocalCaller) -> list[dict[str, Any]]:
     response = caller.message("get_action_list")
     if response.status_code != 200:
-        _refused(response)
+        refused(response)
     actions: list[dict[str, Any]] = response.get_json()
     return actions
 
@@ -164,24 +166,40 @@ def _user_params(
     return values
 
 
-def _save(response: TestResponse, output: Path | None) -> bool:
-    """Write a file answer to ``output``, or to its own file name in the current directory.
+def _answered(response: TestResponse, output: Path | None, force: bool) -> NoReturn:
+    """Print or save a synchronous answer and exit: 0 for ``result: true`` or a file."""
+    if save_file(response, output, force):
+        sys.exit(EXIT_OK)
+    answer = response.get_json(silent=True)
+    if not isinstance(answer, dict):
+        # A handler may return any flask.Response; show what it sent.
+        click.echo(response.get_data(as_text=True))
+        sys.exit(EXIT_OK)
+    click.echo(json.dumps(answer, indent=2, ensure_ascii=False))
+    sys.exit(EXIT_OK if answer.get("result") is True else EXIT_FAILED)
 
-    :return: False when the answer is not a file (no attachment, no file name).
-    """
-    kind, options = parse_options_header(response.headers.get("Content-Disposition", ""))
-    if kind != "attachment" and "filename" not in options:
-        return False
-    path = output
-    if path is None:
-        path = Path(secure_filename(options.get("filename", "")) or "answer.bin")
-        if path.exists():
-            click.echo(f"{path} exists; choose where to write with --output.", err=True)
-            sys.exit(EXIT_FAILED)
-    data = response.get_data()
-    path.write_bytes(data)
-    click.echo(f"Wrote {path} ({len(data)} bytes, {response.mimetype}).")
-    return True
+
+def _queued_job(response: TestResponse) -> dict[str, Any] | None:
+    """The ``job`` of a background action's answer, or None for any other answer."""
+    answer = response.get_json(silent=True)
+    job = answer.get("job") if isinstance(answer, dict) else None
+    if isinstance(job, dict) and isinstance(job.get("id"), str) and job["id"]:
+        return job
+    return None
+
+
+def _finite(context: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    # FloatRange lets NaN through (every comparison with it is false), and infinity past a min.
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number of seconds.")
+    return value
+
+
+OUTPUT_HELP = (
+    "Where to write a file answer; '-' writes it to stdout. Default: a new temporary folder, "
+    "whose path is printed."
+)
+FORCE_HELP = "Overwrite the file named by --output if it exists."
 
 
 @flexactions_cli.command("run")
@@ -202,8 +220,31 @@ def _save(response: TestResponse, output: Path | None) -> bool:
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Where to write a file answer (default: its file name, never overwritten).",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help=OUTPUT_HELP,
+)
+@click.option("--force", is_flag=True, help=FORCE_HELP)
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="For a background action: follow the job to its end with a progress bar, then "
+    "print its answer as a run in the request would.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05, max=60),
+    default=0.5,
+    show_default=True,
+    callback=_finite,
+    metavar="SECONDS",
+    help="With --wait: seconds between two status requests.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    callback=_finite,
+    metavar="SECONDS",
+    help="With --wait: stop waiting after this long (exit 2); the job goes on. Default: no limit.",
 )
 @click.option("--auth", envvar="FLEXACTIONS_CLI_AUTH", help=AUTH_HELP)
 def run_command(
@@ -215,16 +256,22 @@ def run_command(
     pairs: tuple[str, ...],
     json_params: str | None,
     output: Path | None,
+    force: bool,
+    wait: bool,
+    interval: float,
+    timeout: float | None,
     auth: str | None,
 ) -> None:
-    """Run ACTION and print its answer as JSON; a file answer is written to disk.
+    """Run ACTION and print its answer as JSON; a file answer is written to a file.
 
     Exit code 0 when the answer is "result: true", 1 when it is "result: false" (invalid
-    params, missing records, a business error) or the server failed, 2 for a usage error or a
-    request the Messages URL refuses (unknown action, malformed ids, wrong credential).
+    params, missing records, a business error), the server failed or a waited-for job failed,
+    2 for a usage error, a request the Messages URL refuses (unknown action, malformed ids,
+    wrong credential) or a --timeout that ran out.
     """
     if id_ is not None and (ids is not None or inverse):
         raise click.UsageError("Give either --id (a record action) or --ids/--inverse (bulk).")
+    check_output(output, force, "--output")
     caller = _caller(auth)
     declared = _find(_action_list(caller), action, model)
     message = execute_params(
@@ -237,13 +284,39 @@ def run_command(
     )
     response = caller.message("execute_action", message)
     if response.status_code != 200:
-        _refused(response)
-    if _save(response, output):
+        refused(response)
+    job = _queued_job(response)
+    if job is None:
+        _answered(response, output, force)
+    if not wait:
+        click.echo(json.dumps(response.get_json(), indent=2, ensure_ascii=False))
+        if job.get("state") not in FINAL_STATES:
+            click.echo(f"Follow the job with: flask flexactions status {job['id']}", err=True)
         sys.exit(EXIT_OK)
-    answer = response.get_json(silent=True)
-    if not isinstance(answer, dict):
-        # A handler may return any flask.Response; show what it sent.
-        click.echo(response.get_data(as_text=True))
-        sys.exit(EXIT_OK)
-    click.echo(json.dumps(answer, indent=2, ensure_ascii=False))
-    sys.exit(EXIT_OK if answer.get("result") is True else EXIT_FAILED)
+    final = follow_job(caller, job["id"], interval, timeout)
+    sys.exit(finish_job(caller, final, output, force, asked=False))
+
+
+@flexactions_cli.command("status")
+@click.argument("job")
+@click.option(
+    "--download",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Write the file a finished job answered with to this path ('-' for stdout).",
+)
+@click.option("--force", is_flag=True, help="Overwrite the file named by --download if it exists.")
+@click.option("--auth", envvar="FLEXACTIONS_CLI_AUTH", help=AUTH_HELP)
+def status_command(job: str, download: Path | None, force: bool, auth: str | None) -> None:
+    """Print the state and progress of the background job JOB and, once it is finished, its
+    answer (with --download, its file).
+
+    Exit code 0 when the job succeeded or is not finished yet, 1 when it failed, was
+    cancelled or answered "result: false", 2 for a usage error or a request the Messages URL
+    refuses (an unknown job).
+    """
+    check_output(download, force, "--download")
+    caller = _caller(auth)
+    current = job_status(caller, job)
+    to_stderr = download is not None and str(download) == "-"
+    print_job(current, err=to_stderr)
+    sys.exit(finish_job(caller, current, download, force, asked=True))

@@ -35,22 +35,28 @@ MAX_SEARCH = 256
 
 def get_field_options(state: AppState, request_params: dict[str, Any]) -> BaseResponse:
     """Answer ``get_field_options``: one page of a SelectField's options, as a JSON array of
-    ``{"value", "name"}``.
+    ``{"value", "name"}`` (plus the other string keys an option declares, such as ``color``).
 
-    Request params: ``action`` (the action's name), ``model``, ``field`` (the param's name),
-    ``params`` (the form's current values), ``id``/``ids``/``inverseIds`` (the selection,
+    Request params, as the product documentation sends them: ``model`` (the collection; absent
+    for a common action), ``field`` (the param's name) and ``form`` (the form's current values).
+    Also: ``action`` (or ``name``, the action's name; needed only when several actions the
+    caller may run on ``model`` have a SelectField of that name), ``params`` (the current values
+    too; ``form`` wins on a key both hold), ``id``/``ids``/``inverseIds`` (the selection,
     optional), ``search``, ``page`` (from 1) and ``limit`` (or ``page_size``; at most 200).
     """
-    action_name = request_params.get("action", request_params.get("name"))
-    action, collection = _find_action(state, request_params, action_name, "action")
     field_name = request_params.get("field")
-    if not isinstance(field_name, str) or not field_name:
-        raise ProtocolError("get_field_options needs params.field, the name of a param.")
-    field = _field(action, field_name)
+    action_name = request_params.get("action")
+    if action_name is None:
+        action_name = request_params.get("name")
+    if action_name is None:
+        action, collection, field = _find_param(state, request_params, field_name)
+    else:
+        action, collection = _find_action(state, request_params, action_name, "action")
+        field = _field(action, _field_name(field_name))
     search = _search(request_params.get("search"))
     page = _integer(request_params, ("page",), 1, None)
     limit = _integer(request_params, ("limit", "page_size"), DEFAULT_LIMIT, MAX_LIMIT)
-    values = _user_values(request_params.get("params"), state.settings.max_depth)
+    values = _form_values(request_params, state.settings.max_depth)
 
     def compute() -> list[dict[str, Any]]:
         if isinstance(field, DynamicSelect):
@@ -125,10 +131,8 @@ def _find_action(
     """The action the message names and its collection, once the caller may run it."""
     if not isinstance(name, str) or not name:
         raise ProtocolError(f"The message needs params.{key}, the action's name.")
-    model = request_params.get("model")
-    if model is not None and not isinstance(model, str):
-        raise ProtocolError("params.model must be the collection's name, a string.")
-    action = state.registry.find(model or None, name)
+    model = _model_name(request_params)
+    action = state.registry.find(model, name)
     collection = action.collection(model) if model and action.collections else None
     caller = g.get(CALLER_KEY)
     if not may_run(caller, action, collection.model if collection else None):
@@ -138,16 +142,77 @@ def _find_action(
     return action, collection
 
 
-def _field(action: Action, wire_name: str) -> Select | DynamicSelect:
+def _field_name(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise ProtocolError("get_field_options needs params.field, the name of a param.")
+    return raw
+
+
+def _param(action: Action, wire_name: str) -> Any:
+    """The declared field whose wire name is ``wire_name``, or None."""
     for name, field in action.params.schema.load_fields.items():
         if (field.data_key or name) == wire_name:
-            if isinstance(field, (Select, DynamicSelect)):
-                return field
-            raise ProtocolError(
-                f"The param {wire_name[:64]!r} of {action.name!r} is not a SelectField; "
-                "get_field_options answers for SelectField params only."
-            )
-    raise ProtocolError(f"The action {action.name!r} has no param {wire_name[:64]!r}.")
+            return field
+    return None
+
+
+def _not_a_select(action: Action, wire_name: str) -> ProtocolError:
+    return ProtocolError(
+        f"The param {wire_name[:64]!r} of {action.name!r} is not a SelectField; "
+        "get_field_options answers for SelectField params only."
+    )
+
+
+def _field(action: Action, wire_name: str) -> Select | DynamicSelect:
+    field = _param(action, wire_name)
+    if field is None:
+        raise ProtocolError(f"The action {action.name!r} has no param {wire_name[:64]!r}.")
+    if not isinstance(field, (Select, DynamicSelect)):
+        raise _not_a_select(action, wire_name)
+    return field
+
+
+def _find_param(
+    state: AppState, request_params: dict[str, Any], raw_field: Any
+) -> tuple[Action, Collection | None, Select | DynamicSelect]:
+    """The SelectField param ``field`` when the request names no action, as the product
+    documentation sends it: the one such param among the actions the caller may run on
+    ``model`` (the common actions when ``model`` is absent), or a 400 saying why not."""
+    wire_name = _field_name(raw_field)
+    model = _model_name(request_params)
+    caller = g.get(CALLER_KEY)
+    if caller.read_only:
+        raise PermissionDenied("Read-only users may not run actions.")
+    found: list[tuple[Action, Collection | None, Select | DynamicSelect]] = []
+    not_select: Action | None = None
+    for action in state.registry.on(model):
+        collection = action.collection(model) if model is not None else None
+        if not may_run(caller, action, collection.model if collection else None):
+            continue
+        field = _param(action, wire_name)
+        if isinstance(field, (Select, DynamicSelect)):
+            found.append((action, collection, field))
+        elif field is not None and not_select is None:
+            not_select = action
+    where = f"the collection {model[:64]!r}" if model is not None else "the common actions"
+    if len(found) > 1:
+        names = ", ".join(repr(action.name) for action, _, _ in found)
+        raise ProtocolError(
+            f"Several actions on {where} have a SelectField param {wire_name[:64]!r}: {names}. "
+            f'Add "action" to params to choose one, e.g. "action": {found[0][0].name!r}.'
+        )
+    if found:
+        return found[0]
+    if not_select is not None:
+        raise _not_a_select(not_select, wire_name)
+    raise ProtocolError(f"No action on {where} has a SelectField param {wire_name[:64]!r}.")
+
+
+def _model_name(request_params: dict[str, Any]) -> str | None:
+    model = request_params.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ProtocolError("params.model must be the collection's name, a string.")
+    return model or None
 
 
 def _search(raw: Any) -> str | None:
@@ -192,14 +257,22 @@ def _matching(options: list[dict[str, Any]], search: str | None) -> list[dict[st
     ]
 
 
-def _user_values(raw: Any, max_depth: int) -> dict[str, Any]:
-    """A copy of the form's current values; absent, an object, or a JSON-encoded object."""
+def _form_values(request_params: dict[str, Any], max_depth: int) -> dict[str, Any]:
+    """The form's current values: ``params.params`` updated with ``params.form`` (the key the
+    product documentation sends), so ``form`` wins on a param both hold."""
+    values = _user_values(request_params.get("params"), max_depth, "params.params")
+    values.update(_user_values(request_params.get("form"), max_depth, "params.form"))
+    return values
+
+
+def _user_values(raw: Any, max_depth: int, where: str) -> dict[str, Any]:
+    """A copy of current form values; absent, an object, or a JSON-encoded object."""
     if raw is None:
         return {}
     if isinstance(raw, str):
-        return parse_object(raw, max_depth, "params.params")
+        return parse_object(raw, max_depth, where)
     if not isinstance(raw, dict):
-        raise ProtocolError("params.params must be an object of param names to values.")
+        raise ProtocolError(f"{where} must be an object of param names to values.")
     return dict(raw)
 
 

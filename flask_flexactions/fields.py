@@ -34,6 +34,7 @@ __all__ = [
     "Time",
     "Timestamp",
     "Translatable",
+    "option_extras",
     "wire_type_of",
 ]
 
@@ -146,11 +147,29 @@ def _option_key(value: Any) -> tuple[str, Any] | None:
     return None
 
 
+def option_extras(option: Mapping[Any, Any]) -> dict[str, str]:
+    """The keys of an option besides ``value`` and ``name``, such as ``"color": "red"``, as
+    declared; a ``ValueError`` naming the first one whose key or value is not a string."""
+    extras: dict[str, str] = {}
+    for key, value in option.items():
+        if key == "value" or key == "name":
+            continue
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ValueError(
+                f"The option {option.get('value')!r:.80} has {key!r:.40}: {value!r:.80}; keys "
+                'other than "value" and "name" must be strings with string values, e.g. '
+                '"color": "red".'
+            )
+        extras[key] = value
+    return extras
+
+
 class Select(WireField):
     """``SelectField``: one of the declared option values.
 
     :param options: ``[{"value": ..., "name": "Shown label"}, ...]``; values are strings,
         numbers or booleans. A number option also accepts its decimal text (``"2"`` for ``2``).
+        Other keys with string values, such as ``"color": "red"``, are passed on as declared.
     """
 
     wire_type = "SelectField"
@@ -173,7 +192,9 @@ class Select(WireField):
                     "SelectField option values must be strings, numbers or booleans; "
                     f"got {value!r}."
                 )
-            self.options.append({"value": value, "name": str(option.get("name", value))})
+            self.options.append(
+                {"value": value, "name": str(option.get("name", value)), **option_extras(option)}
+            )
             self._choices[key] = value
         # A number option also accepts its decimal text, unless a text option claims it.
         for option in self.options:

@@ -8,9 +8,10 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from .fields import Select, WireField
+from .fields import Select, WireField, option_extras
 
-#: A dynamic options function: ``fn(values, model, rows, search) -> [{"value", "name"}, ...]``.
+#: A dynamic options function: ``fn(values, model, rows, search) -> [{"value", "name"}, ...]``;
+#: an option may carry other keys with string values, such as ``"color": "red"``.
 #: ``values`` are the form's current values as the client sent them (not validated), ``model``
 #: the model class of the request (None for a common action), ``rows`` the selected rows (an
 #: empty list when none are selected) and ``search`` the user's search text or None.
@@ -60,6 +61,7 @@ def normalize_options(result: Any) -> list[dict[str, Any]]:
     """``result`` as a list of ``{"value", "name"}`` dicts, or a ``TypeError`` saying why not.
 
     Values must be strings, finite numbers or booleans; a missing ``name`` is the value's text.
+    Other keys of an option (``"color"``) are kept when they and their values are strings.
     """
     if isinstance(result, (str, bytes, Mapping)) or not hasattr(result, "__iter__"):
         raise TypeError(
@@ -80,7 +82,11 @@ def normalize_options(result: Any) -> list[dict[str, Any]]:
                 f"got {value!r:.80}."
             )
         name = option.get("name")
-        options.append({"value": value, "name": str(value if name is None else name)})
+        try:
+            extras = option_extras(option)
+        except ValueError as error:
+            raise TypeError(str(error)) from None
+        options.append({"value": value, "name": str(value if name is None else name), **extras})
     return options
 
 

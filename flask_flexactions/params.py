@@ -141,7 +141,10 @@ def _field_from_dict(declaration: Mapping[str, Any], action: str) -> tuple[str, 
                 f"{where}: a SelectField needs its choices: "
                 "params={'options': [{'value': 'a', 'name': 'A'}, ...]}."
             )
-        field = Select(options.pop("options"), **kwargs)
+        try:
+            field = Select(options.pop("options"), **kwargs)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
     else:
         field = FIELD_TYPES[wire_type](**kwargs)
     try:

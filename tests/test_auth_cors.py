@@ -25,7 +25,8 @@ EXPOSE = "Content-Disposition, Content-Type"
 
 
 def error_body(message: str) -> dict[str, Any]:
-    return {"result": False, "errors": {"non_field_errors": [message]}}
+    """The body of an error status: one message, repeated as ``detail``."""
+    return {"result": False, "errors": {"non_field_errors": [message]}, "detail": message}
 
 
 @pytest.fixture

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -211,21 +214,109 @@ def test_values_that_do_not_convert_are_left_for_the_server_to_refuse(
     assert set(errors) == {"ratio", "flag"}
 
 
-def test_a_file_answer_is_written_to_its_own_name(
-    runner: FlaskCliRunner, actions: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture
+def folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A working folder (a repository, say) as the current one, and the temporary folder."""
+    work, temp = tmp_path / "work", tmp_path / "temp"
+    work.mkdir()
+    temp.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    return work, temp
+
+
+def test_a_file_answer_goes_to_a_new_temporary_folder_never_the_current_one(
+    runner: FlaskCliRunner, actions: None, folders: tuple[Path, Path]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    result = run(runner, "run", "export", "-m", "orders")
-    assert result.exit_code == 0, result.output
-    assert result.stdout == "Wrote out.csv (10 bytes, text/csv).\n"
-    assert (tmp_path / "out.csv").read_bytes() == b"a,b\r\n1,2\r\n"
-    again = run(runner, "run", "export", "-m", "orders")
-    assert again.exit_code == 1
-    assert again.stderr == "out.csv exists; choose where to write with --output.\n"
-    elsewhere = tmp_path / "sub.csv"
-    chosen = run(runner, "run", "export", "-m", "orders", "--output", str(elsewhere))
-    assert chosen.exit_code == 0
-    assert elsewhere.read_bytes() == b"a,b\r\n1,2\r\n"
+    work, temp = folders
+    written = []
+    for _ in range(2):
+        result = run(runner, "run", "export", "-m", "orders")
+        assert result.exit_code == 0, result.output
+        [line] = result.stdout.splitlines()
+        assert line.startswith(f"Wrote {temp}{os.sep}flexactions-")
+        assert line.endswith(f"{os.sep}out.csv (10 bytes, text/csv).")
+        path = Path(line.removeprefix("Wrote ").removesuffix(" (10 bytes, text/csv)."))
+        assert path.read_bytes() == b"a,b\r\n1,2\r\n"
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        written.append(path)
+    assert written[0].parent != written[1].parent
+    assert list(work.iterdir()) == []
+
+
+def test_output_is_written_only_where_the_user_says(
+    runner: FlaskCliRunner, actions: None, folders: tuple[Path, Path]
+) -> None:
+    work, temp = folders
+    result = run(runner, "run", "export", "-m", "orders", "--output", "sub.csv")
+    assert (result.exit_code, result.stdout) == (0, "Wrote sub.csv (10 bytes, text/csv).\n")
+    assert (work / "sub.csv").read_bytes() == b"a,b\r\n1,2\r\n"
+    assert list(temp.iterdir()) == []
+
+
+def test_an_existing_output_is_a_usage_error_before_anything_runs(
+    runner: FlaskCliRunner, app: Flask, users: None, folders: tuple[Path, Path]
+) -> None:
+    work, _ = folders
+    (work / "kept.txt").write_text("mine")
+    args = ["run", "rename", "-m", "users", "--id", "2", "-p", "name=Zoe", "-o", "kept.txt"]
+    result = run(runner, *args)
+    assert result.exit_code == 2
+    assert "Invalid value for --output: kept.txt exists; pass --force to overwrite it" in (
+        result.stderr
+    )
+    assert names(app)[2] == ("user2", False)  # nothing ran
+    again = run(runner, "run", "export", "-m", "orders", "-o", "kept.txt", "--force")
+    assert again.exit_code == 0
+    assert (work / "kept.txt").read_bytes() == b"a,b\r\n1,2\r\n"
+
+
+def test_an_output_in_a_missing_folder_is_a_usage_error(
+    runner: FlaskCliRunner, actions: None, folders: tuple[Path, Path]
+) -> None:
+    result = run(runner, "run", "export", "-m", "orders", "-o", "nope/out.csv")
+    assert result.exit_code == 2
+    assert "the folder nope does not exist" in result.stderr
+    folder = run(runner, "run", "export", "-m", "orders", "-o", ".")
+    assert folder.exit_code == 2
+
+
+def test_output_dash_writes_the_bytes_to_stdout(
+    runner: FlaskCliRunner, actions: None, folders: tuple[Path, Path]
+) -> None:
+    work, temp = folders
+    result = run(runner, "run", "export", "-m", "orders", "-o", "-")
+    assert result.exit_code == 0
+    assert result.stdout_bytes == b"a,b\r\n1,2\r\n"
+    assert list(work.iterdir()) == list(temp.iterdir()) == []
+
+
+def test_an_output_that_appears_during_the_run_keeps_the_answer_elsewhere(
+    runner: FlaskCliRunner, flex: FlexActions, folders: tuple[Path, Path]
+) -> None:
+    work, temp = folders
+
+    @flex.action(name="race")
+    def race(params: dict[str, Any]) -> Response:
+        (work / "race.csv").write_text("someone else's")
+        return send_file(io.BytesIO(b"x"), "text/csv", download_name="race.csv")
+
+    result = run(runner, "run", "race", "-o", "race.csv")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: could not write race.csv (File exists); the answer ")
+    assert (work / "race.csv").read_text() == "someone else's"
+    [kept] = temp.glob("flexactions-*/race.csv")
+    assert kept.read_bytes() == b"x"
+
+
+def test_output_is_ignored_for_a_json_answer(
+    runner: FlaskCliRunner, actions: None, folders: tuple[Path, Path]
+) -> None:
+    work, _ = folders
+    result = run(runner, "run", "report", "-m", "orders", "-o", "report.txt")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["message"] == "Done"
+    assert list(work.iterdir()) == []
 
 
 def test_other_answers_are_printed(runner: FlaskCliRunner, actions: None) -> None:

@@ -862,6 +862,7 @@ def test_foreign_key_to_an_unknown_wire_name_registered_after_init_app_fails_at_
         "errors": {
             "non_field_errors": ["The server failed to run the action; the error has been logged."]
         },
+        "detail": "The server failed to run the action; the error has been logged.",
     }
     assert ran == []
 

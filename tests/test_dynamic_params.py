@@ -17,7 +17,11 @@ from flask_flexactions.answers import INTERNAL_ERROR_MESSAGE
 from tests.conftest import AUTH, Messages
 from tests.models import Order, User, db
 
-INTERNAL_ERROR = {"result": False, "errors": {"non_field_errors": [INTERNAL_ERROR_MESSAGE]}}
+INTERNAL_ERROR = {
+    "result": False,
+    "errors": {"non_field_errors": [INTERNAL_ERROR_MESSAGE]},
+    "detail": INTERNAL_ERROR_MESSAGE,
+}
 COLORS = [
     {"value": "red", "name": "Red"},
     {"value": "green", "name": "Green"},

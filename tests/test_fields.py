@@ -830,7 +830,11 @@ def test_user_params_that_are_not_an_object_are_a_protocol_error(
     response = messages.execute(action.name, params=params)
 
     assert response.status_code == 400
-    assert response.get_json() == {"result": False, "errors": {"non_field_errors": [message]}}
+    assert response.get_json() == {
+        "result": False,
+        "errors": {"non_field_errors": [message]},
+        "detail": message,
+    }
     assert action.calls == []
 
 

@@ -101,11 +101,12 @@ def assert_protocol_error(response: TestResponse, status: int) -> None:
     """The status, and the one error shape with a single non-empty message."""
     assert response.status_code == status, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"result", "errors"}
+    assert set(body) == {"result", "errors", "detail"}
     assert body["result"] is False
     assert list(body["errors"]) == ["non_field_errors"]
     [message] = body["errors"]["non_field_errors"]
     assert isinstance(message, str) and message
+    assert body["detail"] == message
 
 
 def dumps(value: Any) -> bytes:

@@ -121,11 +121,12 @@ def refusal(response: TestResponse, status: int) -> str:
     """Assert the status and the protocol's error shape; return its one message."""
     assert response.status_code == status, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"result", "errors"}, body
+    assert set(body) == {"result", "errors", "detail"}, body
     assert body["result"] is False
     assert list(body["errors"]) == ["non_field_errors"], body
     [message] = body["errors"]["non_field_errors"]
     assert isinstance(message, str) and message
+    assert body["detail"] == message
     return message
 
 

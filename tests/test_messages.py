@@ -23,7 +23,11 @@ from tests.models import Device, Tag, User, db
 EXPOSE = "Content-Disposition, Content-Type"
 NO_SELECTION = "No records selected: send id, ids, or inverseIds."
 NO_ROWS = "No records selected: the collection has no rows to act on."
-INTERNAL_ERROR = {"result": False, "errors": {"non_field_errors": [INTERNAL_ERROR_MESSAGE]}}
+INTERNAL_ERROR = {
+    "result": False,
+    "errors": {"non_field_errors": [INTERNAL_ERROR_MESSAGE]},
+    "detail": INTERNAL_ERROR_MESSAGE,
+}
 
 #: Inserted out of primary key order, so "pk order" cannot come from insertion order.
 USER_IDS = [5, 3, 1, 4, 2]
@@ -45,6 +49,11 @@ def user_names(app: Flask) -> dict[int, str]:
 
 def not_found(message: str) -> dict[str, Any]:
     return {"result": False, "errors": {"non_field_errors": [message]}}
+
+
+def refused(message: str) -> dict[str, Any]:
+    """The body of an error status: one message, repeated as ``detail``."""
+    return {"result": False, "errors": {"non_field_errors": [message]}, "detail": message}
 
 
 # Envelope
@@ -176,7 +185,7 @@ def test_record_action_refuses_several_ids_and_inverse_ids(
 
     response = messages.execute("touch", "users", **selection)
     assert response.status_code == 400
-    assert response.get_json() == not_found(message)
+    assert response.get_json() == refused(message)
     assert calls == []
 
 
@@ -809,7 +818,7 @@ def test_get_is_method_not_allowed(flex: FlexActions, client: FlaskClient, url: 
     response = client.get(url, headers=AUTH)
     assert response.status_code == 405
     assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"POST", "OPTIONS"}
-    assert response.get_json() == not_found("The Messages URL takes POST with a JSON body.")
+    assert response.get_json() == refused("The Messages URL takes POST with a JSON body.")
     assert calls == []
 
 
@@ -834,7 +843,7 @@ def test_integer_ids_beyond_32_bits_follow_the_database(
         assert calls == [big]
     else:
         assert response.status_code == 400
-        assert response.get_json() == not_found(
+        assert response.get_json() == refused(
             f"Invalid id for 'users': {big} is out of range for a 32-bit integer id."
         )
         assert calls == []

@@ -465,10 +465,11 @@ def check_answer(response: TestResponse) -> None:
         if isinstance(body, dict):
             assert body["result"] is False, body
         return
-    assert set(body) == {"result", "errors"}, body
+    assert set(body) == {"result", "errors", "detail"}, body
     assert body["result"] is False
     [message] = body["errors"]["non_field_errors"]
     assert isinstance(message, str) and message
+    assert body["detail"] == message
 
 
 def record_figures(app: Flask, test: str, figures: dict[str, Any]) -> None:

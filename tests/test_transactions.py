@@ -18,7 +18,11 @@ from flask_flexactions.answers import INTERNAL_ERROR_MESSAGE
 from tests.conftest import Messages
 from tests.models import Tag, User, db
 
-INTERNAL_ERROR = {"result": False, "errors": {"non_field_errors": [INTERNAL_ERROR_MESSAGE]}}
+INTERNAL_ERROR = {
+    "result": False,
+    "errors": {"non_field_errors": [INTERNAL_ERROR_MESSAGE]},
+    "detail": INTERNAL_ERROR_MESSAGE,
+}
 SECRET = "secret-detail-42"
 
 Snapshot = tuple[list[tuple[int, str, bool]], list[tuple[str, str]]]
@@ -170,19 +174,31 @@ FAILURES: list[tuple[str, Callable[[], Any], int, dict[str, Any]]] = [
         "abort-403",
         aborting(403, "Not your order."),
         403,
-        {"result": False, "errors": {"non_field_errors": ["Not your order."]}},
+        {
+            "result": False,
+            "errors": {"non_field_errors": ["Not your order."]},
+            "detail": "Not your order.",
+        },
     ),
     (
         "permission-denied",
         raise_(PermissionDenied("Not allowed.")),
         403,
-        {"result": False, "errors": {"non_field_errors": ["Not allowed."]}},
+        {
+            "result": False,
+            "errors": {"non_field_errors": ["Not allowed."]},
+            "detail": "Not allowed.",
+        },
     ),
     (
         "abort-409",
         aborting(409, "Changed meanwhile."),
         409,
-        {"result": False, "errors": {"non_field_errors": ["Changed meanwhile."]}},
+        {
+            "result": False,
+            "errors": {"non_field_errors": ["Changed meanwhile."]},
+            "detail": "Changed meanwhile.",
+        },
     ),
 ]
 
