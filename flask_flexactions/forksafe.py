@@ -40,7 +40,8 @@ def guard_engine(engine: sa.Engine) -> None:
         return
     sa.event.listen(engine, "connect", _remember_process)
     sa.event.listen(engine, "checkout", _refuse_foreign_connection)
-    if not engine.pool.checkedout():
+    checked_out = getattr(engine.pool, "checkedout", None)
+    if checked_out is None or not checked_out():
         # Connections pooled before now carry no process id: close them (this process
         # opened them) so that every connection handed out from now on carries one.
         engine.dispose()

@@ -18,7 +18,11 @@ from flask_flexactions.outages import is_unavailable
 from tests.conftest import AUTH, TOKEN, URL
 from tests.models import User, db
 
-UNAVAILABLE = {"result": False, "errors": {"non_field_errors": [DATABASE_UNAVAILABLE_MESSAGE]}}
+UNAVAILABLE = {
+    "result": False,
+    "errors": {"non_field_errors": [DATABASE_UNAVAILABLE_MESSAGE]},
+    "detail": DATABASE_UNAVAILABLE_MESSAGE,
+}
 
 
 class DriverError(Exception):
