@@ -40,6 +40,15 @@ DEFAULTS: dict[str, Any] = {
     "FLEXACTIONS_BACKGROUND_INLINE": False,
     # Seconds a finished background job, its answer and its file are kept.
     "FLEXACTIONS_JOB_TTL": 24 * 3600,
+    # Seconds a running job's worker is trusted alive without renewing its lease (it renews
+    # every third of that); then the job is failed as lost.
+    "FLEXACTIONS_JOB_LEASE": 60,
+    # Seconds a job may wait for a worker to start it; then it is failed, and never runs.
+    "FLEXACTIONS_JOB_QUEUE_TIMEOUT": 3600,
+    # Seconds between two sweeps of stale jobs and expired keys in one process.
+    "FLEXACTIONS_SWEEP_INTERVAL": 60,
+    # The key that encrypts the secret params of queued jobs; defaults to SECRET_KEY.
+    "FLEXACTIONS_SECRET_KEY": None,
     # Jet Admin project name. Setting it accepts ``Authorization: JWT <token>`` whose
     # ``projects`` claim holds this project.
     "FLEXACTIONS_JET_PROJECT": None,
@@ -92,6 +101,11 @@ class Settings:
     #: ``FLEXACTIONS_CONSOLE``: None means "on when the app runs in debug mode".
     console: bool | None = None
     retry_after: int = 5
+    job_lease: int = 60
+    job_queue_timeout: int = 3600
+    sweep_interval: int = 60
+    #: ``FLEXACTIONS_SECRET_KEY``, else the app's ``SECRET_KEY``; None when neither is set.
+    secret_key: str | bytes | None = None
 
     @property
     def cors_any_origin(self) -> bool:
@@ -145,6 +159,13 @@ def _optional_bool(app: Flask, key: str) -> bool | None:
     return value
 
 
+def _secret_key(app: Flask) -> str | bytes | None:
+    value = app.config["FLEXACTIONS_SECRET_KEY"] or app.config.get("SECRET_KEY")
+    if value is not None and not isinstance(value, (str, bytes)):
+        raise ValueError("FLEXACTIONS_SECRET_KEY (or SECRET_KEY) must be a string or bytes.")
+    return value or None
+
+
 def load_settings(app: Flask) -> Settings:
     """Default every key on ``app.config`` and return the validated settings."""
     for key, value in DEFAULTS.items():
@@ -183,4 +204,8 @@ def load_settings(app: Flask) -> Settings:
         job_ttl=_positive_int(app, "FLEXACTIONS_JOB_TTL"),
         console=_optional_bool(app, "FLEXACTIONS_CONSOLE"),
         retry_after=_positive_int(app, "FLEXACTIONS_RETRY_AFTER"),
+        job_lease=_positive_int(app, "FLEXACTIONS_JOB_LEASE", minimum=3),
+        job_queue_timeout=_positive_int(app, "FLEXACTIONS_JOB_QUEUE_TIMEOUT"),
+        sweep_interval=_positive_int(app, "FLEXACTIONS_SWEEP_INTERVAL"),
+        secret_key=_secret_key(app),
     )

@@ -30,10 +30,12 @@ from .dynamic import complete_params
 from .errors import ActionError, ErrorDict, PermissionDenied, ProtocolError, validation_messages
 from .fields import ForeignKey
 from .idempotency import IdempotencyStore, Reservation, fingerprint, idempotency_key
-from .jobs import JobCancelled, JobStore
+from .jobs import DATABASE_LOST, JobCancelled, JobStore
 from .locking import lock_rows, supports_row_locks
+from .outages import is_unavailable
 from .per_record import run_per_record
 from .permissions import may_run
+from .sealing import SealBroken
 from .selection import hoist_selection, load_rows, parse_selection
 
 if TYPE_CHECKING:
@@ -169,6 +171,13 @@ def _run(
                 "The job could not be queued (is the broker up?); retry.",
                 state.settings.retry_after,
             )
+        if jobs.inline:
+            response = json_response(jobs.settled_answer(queued[0], ran.response.get_json()))
+            if reservation is not None and store is not None:
+                _store_settled(store, reservation, response)
+            return response
+    if reservation is not None or queued:
+        state.housekeeping.run_if_due(state)
     return ran.response
 
 
@@ -182,6 +191,8 @@ class _Ran:
     #: Keep no answer for an Idempotency-Key: a retry may answer otherwise (a crash, a dry
     #: run).
     release: bool = False
+    #: The database went away (the answer is a 503); nothing was committed.
+    unavailable: bool = False
 
 
 def _transact(
@@ -251,7 +262,7 @@ def _transact(
         _rollback(session)
         attempt.outcome = "failed" if attempt.handler_called else "invalid"
         response = unexpected_error_response(error, f"Flex action {action.name!r} on {model!r}")
-        return _Ran(response, release=True)
+        return _Ran(response, release=True, unavailable=is_unavailable(error))
     attempt.outcome = "ran"
     if isinstance(answer, dict) and answer["result"] is False:
         attempt.outcome, attempt.errors = "failed", answer.get("errors")
@@ -260,14 +271,17 @@ def _transact(
 
 def run_job(state: AppState, jobs: JobStore, row: Any) -> None:
     """Run a background job in the worker: the same resolution, checks and transaction as a
-    request, its answer stored on the job."""
+    request, its answer stored on the job. A database outage while recording a run that
+    rolled back raises :class:`~.jobs.RetryLater`, which the task retries."""
     caller: Caller = g.get(CALLER_KEY)
     attempt = Attempt(caller=caller, action=row.action, model=row.model)
     status = 500
+    #: How a run that did not commit ended: the job's final state and its answer.
+    ended: tuple[str, BaseResponse] | None = None
     try:
         action = state.registry.find(row.model or None, row.action)
         attempt.secret = action.params.secret_names
-        values = dict(row.request.get("values") or {})
+        values = jobs.request_values(row)
         request_params = {**(row.request.get("selection") or {}), "name": row.action}
         if state.audit is not None:
             attempt.params = redact_params(values, attempt.secret)
@@ -280,18 +294,27 @@ def run_job(state: AppState, jobs: JobStore, row: Any) -> None:
 
         ran = _transact(state, action, row.model, request_params, values, attempt, None, finish_in)
         status = ran.response.status_code
-        if not ran.committed:
-            jobs.finish(row.id, "cancelled" if ran.cancelled else "failed", ran.response)
+        if ran.unavailable:
+            ended = ("failed", message_error(DATABASE_LOST, 200))
+        elif not ran.committed:
+            ended = ("cancelled" if ran.cancelled else "failed", ran.response)
+    except SealBroken as error:
+        ended = ("failed", message_error(str(error), 200))
     except ProtocolError as error:
         status = error.status
         attempt.outcome = "refused" if status == 403 else "invalid"
-        jobs.finish(row.id, "failed", message_error(error.message, error.status))
-    except Exception:
-        current_app.logger.exception("Flex background job %s failed", row.id)
-        jobs.fail(row.id, INTERNAL_ERROR_MESSAGE)
+        ended = ("failed", message_error(error.message, error.status))
+    except Exception as error:
+        if is_unavailable(error):
+            ended = ("failed", message_error(DATABASE_LOST, 200))
+        else:
+            current_app.logger.exception("Flex background job %s failed", row.id)
+            ended = ("failed", message_error(INTERNAL_ERROR_MESSAGE, 200))
     finally:
         if state.audit is not None:
             _write_audit(state.audit, attempt.record(status))
+    if ended is not None:
+        jobs.finish(row.id, *ended)
 
 
 class _Refused(Exception):
@@ -331,6 +354,16 @@ def _target(request_params: dict[str, Any]) -> dict[str, Any]:
         ids.insert(0, request_params["id"])
     inverse = request_params.get("inverseIds") is True
     return summarize_target(ids, inverse)
+
+
+def _store_settled(
+    store: IdempotencyStore, reservation: Reservation, response: BaseResponse
+) -> None:
+    """Replace the "Queued" answer kept for a key with the answer of the inline run."""
+    try:
+        store.complete(reservation, response)
+    except Exception:
+        current_app.logger.exception("Storing the answer of an Idempotency-Key failed")
 
 
 def _forget(store: IdempotencyStore | None, reservation: Reservation | None) -> None:

@@ -17,12 +17,14 @@ from .config import Settings, load_settings
 from .dry_run import Preview
 from .fields import ForeignKey
 from .forksafe import guard_engine
+from .housekeeping import Housekeeping
 from .idempotency import IdempotencyStore
 from .jobs import JobStore
 from .listing import ActionListing
 from .models import Collection, mapper_of
 from .permissions import Permission
 from .scoping import Restriction, ScopeHook, apply_scopes, check_scope
+from .sealing import SecretBox
 
 EXTENSION_KEY = "flexactions"
 
@@ -284,7 +286,16 @@ class AppState:
         )
         self.jobs: JobStore | None = None
         if celery is not None or settings.background_inline:
-            self.jobs = JobStore(db, celery, settings.background_inline, settings.job_ttl)
+            self.jobs = JobStore(
+                db,
+                celery,
+                inline=settings.background_inline,
+                ttl=settings.job_ttl,
+                lease=settings.job_lease,
+                queue_timeout=settings.job_queue_timeout,
+                secrets=SecretBox(settings.secret_key) if settings.secret_key else None,
+            )
+        self.housekeeping = Housekeeping(settings.sweep_interval)
         self._collections: dict[str, Collection | None] | None = None
         self._checked_version = -1
         self._wide_integer_ids: bool | None = None
@@ -355,6 +366,16 @@ class AppState:
                     "configured: pass it with flex.init_app(app, db=db, celery=celery_app), or "
                     "set FLEXACTIONS_BACKGROUND_INLINE = True to run such actions in the "
                     "request (development and tests)."
+                )
+            if (
+                action.background
+                and action.params.secret_names
+                and self.settings.secret_key is None
+            ):
+                raise ValueError(
+                    f"Action {action.name!r} runs in the background with secret params, which "
+                    "its queued job keeps encrypted: set SECRET_KEY (or FLEXACTIONS_SECRET_KEY) "
+                    "to a long random string, the same in the web app and its workers."
                 )
             for field in action.params.schema.load_fields.values():
                 if isinstance(field, ForeignKey):

@@ -205,6 +205,14 @@ class IdempotencyStore:
             self.table.update().where(self.table.c.id == reservation.id).values(**values)
         )
 
+    def complete(self, reservation: Reservation, response: BaseResponse) -> None:
+        """Replace the stored answer of a committed run, in a transaction of its own."""
+        values = self._values(response)
+        with self.db.engine.begin() as connection:
+            connection.execute(
+                self.table.update().where(self.table.c.id == reservation.id).values(**values)
+            )
+
     def remember(self, session: Any, reservation: Reservation, response: BaseResponse) -> None:
         """Store the answer of a run that was rolled back (a refusal, replayed to retries) in
         a transaction of its own; a duplicate that reserved the key meanwhile keeps it."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import json
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -19,14 +18,19 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from .caller import CALLER_KEY, Caller
 from .errors import FlexActionsError, NotFound, ProtocolError
+from .leases import HOST, LeaseKeeper, no_wait, utcnow, worker_gone
+from .outages import is_unavailable
+from .sealing import SecretBox
 
 if TYPE_CHECKING:
     from .actions import Action
+    from .extension import AppState
 
 #: The table of jobs, added to the app's SQLAlchemy metadata.
 JOBS_TABLE = "flexactions_jobs"
-#: The Celery task that runs a job.
+#: The Celery task that runs a job, and the one that sweeps stale jobs and expired keys.
 TASK_NAME = "flask_flexactions.run_job"
+SWEEP_TASK_NAME = "flask_flexactions.sweep"
 #: Job states; the last three are final.
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = frozenset(STATES[2:])
@@ -36,7 +40,12 @@ JOB_KEY = "flexactions_job"
 PROGRESS_INTERVAL = 0.2
 
 WORKER_LOST = "The worker running this job stopped; nothing it did was committed."
+DATABASE_LOST = "The database went away while this job ran; nothing it did was committed."
+NEVER_STARTED = "No worker started this job in time; nothing ran."
 CANCELLED = "Cancelled; nothing was committed."
+#: Celery retries of a job whose bookkeeping met a database outage, with their backoff.
+DATABASE_RETRIES = 20
+MAX_BACKOFF = 60
 
 
 #: What a finished job keeps of its request: nothing (values may hold secret params).
@@ -45,6 +54,15 @@ CLEARED_REQUEST: dict[str, Any] = {}
 
 class JobCancelled(FlexActionsError):
     """Raised by :func:`report_progress` when the job was asked to stop; do not catch it."""
+
+
+class RetryLater(FlexActionsError):
+    """A database outage stopped a job's bookkeeping (starting it, or recording how its run
+    ended); the Celery task retries later with :attr:`outcome` (None: start the job)."""
+
+    def __init__(self, job_id: str, outcome: dict[str, Any] | None = None) -> None:
+        super().__init__(f"The database is unavailable; job {job_id} is retried later.")
+        self.outcome = outcome
 
 
 class JobLost(FlexActionsError):
@@ -58,8 +76,7 @@ class JobLost(FlexActionsError):
         )
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+_now = utcnow
 
 
 def jobs_table(metadata: sa.MetaData) -> sa.Table:
@@ -81,6 +98,9 @@ def jobs_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("status_text", sa.String(255)),
         sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
         sa.Column("worker_pid", sa.Integer),
+        sa.Column("worker_host", sa.String(255)),
+        # Until when the running job's worker is known alive (see leases.py).
+        sa.Column("lease_until", sa.DateTime),
         sa.Column("answer_status", sa.Integer),
         sa.Column("answer_headers", sa.JSON),
         sa.Column("answer_body", sa.LargeBinary),
@@ -160,7 +180,7 @@ class _RunningJob:
             return
         with engine.connect() as connection:
             try:
-                with _no_wait(connection):
+                with no_wait(connection):
                     connection.execute(table.update().where(table.c.id == self.id).values(**values))
                     connection.commit()
             except sa.exc.OperationalError:
@@ -173,40 +193,43 @@ class _RunningJob:
             raise JobCancelled(CANCELLED)
 
 
-@contextlib.contextmanager
-def _no_wait(connection: sa.Connection) -> Iterator[None]:
-    """On SQLite, fail at once instead of waiting for the lock the run itself holds."""
-    if connection.dialect.name != "sqlite":
-        yield
-        return
-    previous = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
-    connection.exec_driver_sql("PRAGMA busy_timeout = 0")
-    try:
-        yield
-    finally:
-        connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(previous or 0)}")
-
-
 class JobStore:
-    """Creates, runs and answers for background jobs, kept in :data:`JOBS_TABLE`."""
+    """Creates, runs and answers for background jobs, kept in :data:`JOBS_TABLE`.
 
-    def __init__(self, db: Any, celery: Any, inline: bool, ttl: int) -> None:
+    :param lease: seconds a running job's worker is trusted alive without renewing its lease.
+    :param queue_timeout: seconds a job may wait for a worker before it is failed.
+    :param secrets: seals the secret params of queued jobs; None when no key is configured.
+    """
+
+    def __init__(
+        self,
+        db: Any,
+        celery: Any,
+        *,
+        inline: bool,
+        ttl: int,
+        lease: int,
+        queue_timeout: int,
+        secrets: SecretBox | None,
+    ) -> None:
         self.db = db
         self.celery = celery
         self.inline = inline
         self.ttl = ttl
+        self.lease = lease
+        self.queue_timeout = queue_timeout
+        self.secrets = secrets
         self.table = jobs_table(db.metadata)
-        self.task = (
-            celery.task(
+        self.task = None
+        if celery is not None:
+            self.task = celery.task(
                 name=TASK_NAME,
                 bind=True,
                 acks_late=True,
                 reject_on_worker_lost=True,
                 ignore_result=True,
             )(_run_job_task)
-            if celery is not None
-            else None
-        )
+            celery.task(name=SWEEP_TASK_NAME, ignore_result=True)(_sweep_task)
 
     @property
     def available(self) -> bool:
@@ -224,24 +247,32 @@ class JobStore:
         values: Mapping[str, Any],
         caller: Caller,
     ) -> str:
-        """Add a queued job inside the request's transaction; returns its id."""
+        """Add a queued job inside the request's transaction; returns its id.
+
+        The values of secret params are sealed (see :mod:`.sealing`), never stored as sent.
+        """
         job_id = uuid.uuid4().hex
         now = _now()
         selection = {
             k: request_params[k] for k in ("id", "ids", "inverseIds") if k in request_params
         }
-        session.execute(
-            self.table.delete().where(
-                self.table.c.expires_at < now, self.table.c.state.in_(FINAL_STATES)
-            )
-        )
+        secret = action.params.secret_names
+        request: dict[str, Any] = {
+            "selection": selection,
+            "values": {k: v for k, v in values.items() if k not in secret},
+        }
+        sealed = {k: v for k, v in values.items() if k in secret}
+        if sealed:
+            if self.secrets is None:  # check_registrations refuses such actions at start-up
+                raise RuntimeError("A job with secret params needs FLEXACTIONS_SECRET_KEY.")
+            request["sealed"] = self.secrets.seal(sealed)
         session.execute(
             self.table.insert().values(
                 id=job_id,
                 action=action.name,
                 model=model,
                 caller=caller_to_json(caller),
-                request={"selection": selection, "values": dict(values)},
+                request=request,
                 state="queued",
                 done=0,
                 cancel_requested=False,
@@ -255,47 +286,86 @@ class JobStore:
         """Hand the committed job to Celery (or run it now, inline)."""
         if self.task is not None and not self.inline:
             self.task.apply_async((job_id,))
-        else:
+            return
+        try:
             self.run(job_id)
+        except RetryLater:
+            # Inline runs cannot be retried later: the job stays as it is until the sweep
+            # fails it (its lease or its queue timeout runs out).
+            current_app.logger.warning("Job %s met a database outage; left to the sweep", job_id)
+
+    def request_values(self, row: Any) -> dict[str, Any]:
+        """The values a job was queued with, its secret params unsealed."""
+        values = dict(row.request.get("values") or {})
+        sealed = row.request.get("sealed")
+        if sealed:
+            if self.secrets is None:
+                raise RuntimeError("This job has secret params but no FLEXACTIONS_SECRET_KEY.")
+            values.update(self.secrets.open(sealed))
+        return values
 
     def fail(self, job_id: str, message: str) -> None:
         """Mark a job failed with ``message`` as its answer, in a transaction of its own."""
-        body = current_app.json.dumps(
-            {"result": False, "errors": {"non_field_errors": [message]}}
-        ).encode()
-        self._finish(job_id, "failed", 200, {"Content-Type": "application/json"}, body)
+        self._finish(job_id, "failed", *_message_answer(message))
 
     # Running, in the worker
 
     def run(self, job_id: str) -> None:
-        """Run a queued job once; a job that was already started is failed, never rerun."""
-        table = self.table
-        with self.db.engine.begin() as connection:
-            started = connection.execute(
-                table.update()
-                .where(table.c.id == job_id, table.c.state == "queued")
-                .values(state="running", started_at=_now(), worker_pid=os.getpid())
-            ).rowcount
-            row = connection.execute(sa.select(table).where(table.c.id == job_id)).one_or_none()
-        if row is None or not started:
-            if row is not None and row.state == "running":
-                # Redelivered after its worker died: the first run's transaction is gone.
-                self.fail(job_id, WORKER_LOST)
+        """Run a queued job once. A job already started elsewhere is failed if its worker is
+        gone, else left to it; it is never run twice. A database outage while starting the
+        job raises :class:`RetryLater` and leaves it queued."""
+        try:
+            row = self._start(job_id)
+        except Exception as error:
+            if is_unavailable(error):
+                raise RetryLater(job_id) from error
+            raise
+        if row is None:
             return
         from .execution import run_job
 
         setattr(g, CALLER_KEY, caller_from_json(row.caller))
         setattr(g, JOB_KEY, _RunningJob(self, job_id))
+        engine = self.db.engine
         try:
-            run_job(current_app.extensions["flexactions"], self, row)
+            if isinstance(engine.pool, (sa.pool.StaticPool, sa.pool.SingletonThreadPool)):
+                run_job(current_app.extensions["flexactions"], self, row)  # one connection
+            else:
+                with LeaseKeeper(engine, self.table, job_id, self.lease):
+                    run_job(current_app.extensions["flexactions"], self, row)
         finally:
             g.pop(JOB_KEY, None)
+
+    def _start(self, job_id: str) -> Any:
+        """Claim a queued job for this process and return its row; None if there is nothing
+        to run (unknown, final, or running elsewhere: failed here if its worker is gone)."""
+        table = self.table
+        now = _now()
+        with self.db.engine.begin() as connection:
+            started = connection.execute(
+                table.update()
+                .where(table.c.id == job_id, table.c.state == "queued")
+                .values(
+                    state="running",
+                    started_at=now,
+                    worker_pid=os.getpid(),
+                    worker_host=HOST,
+                    lease_until=now + dt.timedelta(seconds=self.lease),
+                )
+            ).rowcount
+            row = connection.execute(sa.select(table).where(table.c.id == job_id)).one_or_none()
+        if row is not None and started:
+            return row
+        if row is not None and row.state == "running" and worker_gone(row, now):
+            # Redelivered after its worker died: the first run's transaction is gone.
+            self._settle(row, now)
+        return None
 
     def finish_in(self, session: Any, job_id: str, response: BaseResponse) -> None:
         """Store a successful answer inside the run's transaction.
 
-        Raises :class:`JobLost` when the job is no longer running (a redelivery declared
-        its worker lost): the run then rolls back, so the job's verdict stays true.
+        Raises :class:`JobLost` when the job is no longer running (its worker was declared
+        gone meanwhile): the run then rolls back, so the job's verdict stays true.
         """
         stored = session.execute(
             self.table.update()
@@ -303,6 +373,7 @@ class JobStore:
             .values(
                 state="succeeded",
                 finished_at=_now(),
+                lease_until=None,
                 request=CLEARED_REQUEST,
                 **_latest_progress(),
                 **_answer_values(response),
@@ -312,15 +383,31 @@ class JobStore:
             raise JobLost(job_id)
 
     def finish(self, job_id: str, state: str, response: BaseResponse) -> None:
-        """Store the answer of a run that was rolled back, in a transaction of its own."""
+        """Store the answer of a run that was rolled back, in a transaction of its own; a
+        database outage raises :class:`RetryLater` carrying that answer."""
         values = _answer_values(response)
-        self._finish(
-            job_id,
-            state,
-            values["answer_status"],
-            values["answer_headers"],
-            values["answer_body"],
-        )
+        outcome = {
+            "state": state,
+            "status": values["answer_status"],
+            "headers": values["answer_headers"],
+            "body": values["answer_body"].decode("utf-8", "replace"),
+        }
+        self.record(job_id, outcome)
+
+    def record(self, job_id: str, outcome: Mapping[str, Any]) -> None:
+        """Store how a run ended (see :meth:`finish`); retried by the task after an outage."""
+        try:
+            self._finish(
+                job_id,
+                outcome["state"],
+                outcome["status"],
+                outcome["headers"],
+                outcome["body"].encode("utf-8"),
+            )
+        except Exception as error:
+            if is_unavailable(error):
+                raise RetryLater(job_id, dict(outcome)) from error
+            raise
 
     def _finish(
         self, job_id: str, state: str, status: int, headers: dict[str, str], body: bytes
@@ -329,15 +416,66 @@ class JobStore:
             connection.execute(
                 self.table.update()
                 .where(self.table.c.id == job_id, self.table.c.state.not_in(FINAL_STATES))
-                .values(
-                    state=state,
-                    finished_at=_now(),
-                    request=CLEARED_REQUEST,
-                    **_latest_progress(),
-                    answer_status=status,
-                    answer_headers=headers,
-                    answer_body=body,
-                )
+                .values(**_final_values(state, status, headers, body))
+            )
+
+    # Stale jobs
+
+    def sweep(self, limit: int = 1000) -> dict[str, int]:
+        """Fail running jobs whose worker is gone (lease run out) and queued jobs no worker
+        started within the queue timeout, then delete up to ``limit`` expired final jobs.
+        Returns how many of each."""
+        table = self.table
+        now = _now()
+        waited = now - dt.timedelta(seconds=self.queue_timeout)
+        counts = {}
+        for name, condition, message in (
+            ("lost", (table.c.state == "running") & (table.c.lease_until < now), WORKER_LOST),
+            (
+                "never_started",
+                (table.c.state == "queued") & (table.c.created_at < waited),
+                NEVER_STARTED,
+            ),
+        ):
+            stale = sa.select(table.c.id).where(condition).limit(limit)
+            with self.db.engine.begin() as connection:
+                counts[name] = connection.execute(
+                    table.update()
+                    .where(table.c.id.in_(stale), condition)
+                    .values(**_final_values("failed", *_message_answer(message)))
+                ).rowcount
+        expired = (
+            sa.select(table.c.id)
+            .where(table.c.state.in_(FINAL_STATES), table.c.expires_at < now)
+            .limit(limit)
+        )
+        with self.db.engine.begin() as connection:
+            counts["deleted"] = connection.execute(
+                table.delete().where(table.c.id.in_(expired))
+            ).rowcount
+        return counts
+
+    def _settle(self, row: Any, now: dt.datetime) -> bool:
+        """Fail the job ``row`` if it is stale (its worker gone, or never started in time);
+        returns whether it was failed here."""
+        table = self.table
+        if row.state == "running" and worker_gone(row, now):
+            message = WORKER_LOST
+            # The same start only: a newer lease or another run is left alone.
+            condition = (table.c.state == "running") & (table.c.started_at == row.started_at)
+        elif row.state == "queued" and row.created_at < now - dt.timedelta(
+            seconds=self.queue_timeout
+        ):
+            message, condition = NEVER_STARTED, table.c.state == "queued"
+        else:
+            return False
+        with self.db.engine.begin() as connection:
+            return bool(
+                connection.execute(
+                    table.update()
+                    .where(table.c.id == row.id, condition)
+                    .values(**_final_values("failed", *_message_answer(message)))
+                ).rowcount
             )
 
     # Status and cancel, in the request
@@ -345,42 +483,51 @@ class JobStore:
     def _row(self, job_id: Any, caller: Caller) -> Any:
         if not isinstance(job_id, str) or not job_id:
             raise ProtocolError('This message needs params.job, the job id "execute_action" gave.')
+        query = sa.select(self.table).where(self.table.c.id == job_id[:64])
         with self.db.engine.connect() as connection:
-            row = connection.execute(
-                sa.select(self.table).where(self.table.c.id == job_id[:64])
-            ).one_or_none()
+            row = connection.execute(query).one_or_none()
         if row is None or not _owns(caller, row.caller):
             raise NotFound(f"Unknown job {job_id[:64]!r}.")
+        if row.state not in FINAL_STATES and self._settle(row, _now()):
+            with self.db.engine.connect() as connection:
+                row = connection.execute(query).one()
         return row
 
     def status(self, job_id: Any, caller: Caller, download: bool) -> BaseResponse:
         """The job's state and progress, with its answer once finished; with ``download``
         the file a finished job answered with."""
         row = self._row(job_id, caller)
-        headers = row.answer_headers or {}
-        content_type = headers.get("Content-Type", "")
-        is_file = "Content-Disposition" in headers or not content_type.startswith(
-            "application/json"
-        )
         if download:
-            if row.state != "succeeded" or not is_file:
+            headers = row.answer_headers or {}
+            if row.state != "succeeded" or not _answered_a_file(headers):
                 raise ProtocolError("This job has no file to download (yet).", status=409)
             return current_app.response_class(
                 row.answer_body, status=row.answer_status, headers=headers
             )
-        payload: dict[str, Any] = {"result": True, "job": _job_json(row)}
-        if row.state in FINAL_STATES and row.answer_body is not None:
-            if is_file:
-                payload["job"]["file"] = {
-                    "name": headers.get("Content-Disposition"),
-                    "content_type": headers.get("Content-Type"),
-                    "size": len(row.answer_body),
-                }
-            else:
-                payload["job"]["answer"] = current_app.json.loads(row.answer_body)
+        payload = {"result": True, "job": _job_status(row)}
         return current_app.response_class(
             current_app.json.dumps(payload), mimetype="application/json"
         )
+
+    def settled_answer(self, job_id: str, queued: Mapping[str, Any]) -> dict[str, Any]:
+        """The answer to a request whose job already ran (inline): the ``queued`` answer
+        with the job's true state, and its outcome in front (``result``, ``message`` or
+        ``errors``) so the admin UI shows what happened."""
+        with self.db.engine.connect() as connection:
+            row = connection.execute(sa.select(self.table).where(self.table.c.id == job_id)).one()
+        job = _job_status(row)
+        answer = job.get("answer") or {}
+        if row.state == "succeeded":
+            settled: dict[str, Any] = {"result": answer.get("result", True) is not False}
+            for key in ("message", "html", "errors"):
+                if key in answer:
+                    settled[key] = answer[key]
+            settled.setdefault("message", queued.get("message"))
+        elif row.state in FINAL_STATES:
+            settled = {"result": False, "errors": answer.get("errors") or {}}
+        else:
+            settled = dict(queued)
+        return {**settled, "job": job}
 
     def cancel(self, job_id: Any, caller: Caller) -> BaseResponse:
         """Cancel a queued job now, or ask a running one to stop at its next progress report."""
@@ -390,16 +537,7 @@ class JobStore:
             connection.execute(
                 table.update()
                 .where(table.c.id == row.id, table.c.state == "queued")
-                .values(
-                    state="cancelled",
-                    finished_at=_now(),
-                    request=CLEARED_REQUEST,
-                    answer_status=200,
-                    answer_headers={"Content-Type": "application/json"},
-                    answer_body=current_app.json.dumps(
-                        {"result": False, "errors": {"non_field_errors": [CANCELLED]}}
-                    ).encode(),
-                )
+                .values(**_final_values("cancelled", *_message_answer(CANCELLED)))
             )
             connection.execute(
                 table.update()
@@ -407,6 +545,27 @@ class JobStore:
                 .values(cancel_requested=True)
             )
         return self.status(row.id, caller, download=False)
+
+
+def _message_answer(message: str) -> tuple[int, dict[str, str], bytes]:
+    """A job's answer that carries one error message: status, headers and body."""
+    body = current_app.json.dumps({"result": False, "errors": {"non_field_errors": [message]}})
+    return 200, {"Content-Type": "application/json"}, body.encode()
+
+
+def _final_values(state: str, status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """The columns of a job that ends in ``state`` with this answer: its request is
+    forgotten (values may hold secret params) and its lease ends."""
+    return {
+        "state": state,
+        "finished_at": _now(),
+        "lease_until": None,
+        "request": CLEARED_REQUEST,
+        **_latest_progress(),
+        "answer_status": status,
+        "answer_headers": headers,
+        "answer_body": body,
+    }
 
 
 def _latest_progress() -> dict[str, Any]:
@@ -420,6 +579,28 @@ def _owns(caller: Caller, queued_by: Mapping[str, Any]) -> bool:
     if caller.id is None:
         return False
     return caller.scheme == queued_by.get("scheme") and caller.id == queued_by.get("id")
+
+
+def _answered_a_file(headers: Mapping[str, str]) -> bool:
+    content_type = headers.get("Content-Type", "")
+    return "Content-Disposition" in headers or not content_type.startswith("application/json")
+
+
+def _job_status(row: Any) -> dict[str, Any]:
+    """What ``get_action_status`` tells of a job: its state and progress, and once it is
+    final its answer, or a description of the file it answered."""
+    job = _job_json(row)
+    if row.state in FINAL_STATES and row.answer_body is not None:
+        headers = row.answer_headers or {}
+        if _answered_a_file(headers):
+            job["file"] = {
+                "name": headers.get("Content-Disposition"),
+                "content_type": headers.get("Content-Type"),
+                "size": len(row.answer_body),
+            }
+        else:
+            job["answer"] = current_app.json.loads(row.answer_body)
+    return job
 
 
 def _job_json(row: Any) -> dict[str, Any]:
@@ -447,8 +628,9 @@ def _answer_values(response: BaseResponse) -> dict[str, Any]:
     }
 
 
-def _run_job_task(task: Any, job_id: str) -> None:
-    """The Celery task: run the job inside the app context the app's Celery Task pushes."""
+def _run_job_task(task: Any, job_id: str, outcome: dict[str, Any] | None = None) -> None:
+    """The Celery task: run the job (or, on a retry, record how its run ended) inside the app
+    context the app's Celery Task pushes. A database outage retries it with a backoff."""
     from flask import has_app_context
 
     if not has_app_context():
@@ -457,4 +639,25 @@ def _run_job_task(task: Any, job_id: str) -> None:
             "app a Task class that pushes app.app_context() (see the Flask docs, 'Background "
             "Tasks with Celery')."
         )
-    current_app.extensions["flexactions"].jobs.run(job_id)
+    state = current_app.extensions["flexactions"]
+    state.housekeeping.run_if_due(state)
+    jobs: JobStore = state.jobs
+    try:
+        if outcome is None:
+            jobs.run(job_id)
+        else:
+            jobs.record(job_id, outcome)
+    except RetryLater as later:
+        retries = task.request.retries
+        raise task.retry(
+            args=(job_id,),
+            kwargs={"outcome": later.outcome},
+            countdown=min(2**retries, MAX_BACKOFF),
+            max_retries=DATABASE_RETRIES,
+        ) from later
+
+
+def _sweep_task() -> dict[str, int]:
+    """The Celery task that sweeps stale jobs and expired keys now (for Celery beat)."""
+    state: AppState = current_app.extensions["flexactions"]
+    return state.housekeeping.run(state)
