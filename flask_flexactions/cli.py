@@ -1,5 +1,5 @@
-"""``flask flexactions list|run|status``: the actions from the command line, through the
-Messages URL."""
+"""``flask flexactions list|run|status|sweep``: the actions from the command line (through the
+Messages URL), and the housekeeping of jobs and keys."""
 
 from __future__ import annotations
 
@@ -320,3 +320,22 @@ def status_command(job: str, download: Path | None, force: bool, auth: str | Non
     to_stderr = download is not None and str(download) == "-"
     print_job(current, err=to_stderr)
     sys.exit(finish_job(caller, current, download, force, asked=True))
+
+
+@flexactions_cli.command("sweep")
+def sweep_command() -> None:
+    """Fail stale background jobs (their worker gone, or never started in time) and delete
+    expired jobs and Idempotency-Keys now, e.g. from cron. Requests and workers also sweep
+    on their own, at most once per FLEXACTIONS_SWEEP_INTERVAL each."""
+    state = current_app.extensions["flexactions"]
+    counts = state.housekeeping.run(state)
+    labels = {
+        "lost": "running jobs whose worker is gone, failed",
+        "never_started": "queued jobs no worker started, failed",
+        "deleted": "expired jobs deleted",
+        "expired_keys": "expired Idempotency-Keys deleted",
+    }
+    for key, label in labels.items():
+        if key in counts:
+            click.echo(f"{counts[key]} {label}")
+    sys.exit(EXIT_OK)

@@ -526,3 +526,27 @@ def test_block_users_dry_run_blocks_no_one(app: Flask, client: FlaskClient) -> N
     assert [get(app, User, pk).is_blocked for pk in (1, 2, 3)] == [False, True, False]
     invalid = execute(client, "block_users", "users", ids=[1], dry_run=True, params={"reason": "x"})
     assert list(failed(invalid)) == ["reason"]
+
+
+def test_a_new_password_never_reaches_the_audit_log() -> None:
+    app = create_app({**CONFIG, "FLEXACTIONS_AUDIT": "table"})
+    password = "a brand new passphrase"
+    response = execute(
+        app.test_client(), "reset_password", "users", id=1, params={"new_password": password}
+    )
+    assert response.get_json()["result"] is True
+    flex = app.extensions["flexactions"].extension
+    with app.app_context():
+        (record,) = flex.audit_records(action="reset_password")
+    assert record.params == {"new_password": "[redacted]"}
+    assert password not in repr(record)
+
+
+def test_engine_options_follow_the_deployment_guide() -> None:
+    from examples.shop import engine_options
+
+    assert engine_options("sqlite:///shop.db") == {"pool_pre_ping": True}
+    postgres = engine_options("postgresql+psycopg://db/shop")
+    assert postgres["pool_pre_ping"] is True
+    assert postgres["connect_args"]["connect_timeout"] == 5
+    assert "statement_timeout" in postgres["connect_args"]["options"]

@@ -219,3 +219,32 @@ def test_an_outage_during_a_run_is_503_and_rolls_everything_back(
     assert response.headers["Retry-After"] == "5"
     with app.app_context():
         assert set(db.session.scalars(sa.select(User.name))) == {"user1", "user2", "user3"}
+
+
+def test_a_key_answered_503_is_free_for_the_retry(app: Flask, flex: FlexActions) -> None:
+    """The database went away mid-run: the reservation rolled back with the run, so the
+    retry with the same Idempotency-Key runs (it is neither a 409 nor a replay of the 503)."""
+    with app.app_context():
+        db.session.add(User(id=1, name="user1"))
+        db.session.commit()
+    runs: list[int] = []
+
+    @flex.action(User, for_instance=True)
+    def touch(user: User, params: dict[str, Any]) -> str:
+        runs.append(user.id)
+        user.name = f"touched {len(runs)}"
+        db.session.flush()
+        if len(runs) == 1:
+            raise sa.exc.OperationalError("UPDATE users", {}, DriverError("08006"))
+        return "touched"
+
+    key = {"Idempotency-Key": "retry-after-outage"}
+    first = post(app, "execute_action", key, name="touch", model="users", id=1)
+    assert first.status_code == 503
+    second = post(app, "execute_action", key, name="touch", model="users", id=1)
+    assert second.status_code == 200 and "Idempotent-Replayed" not in second.headers
+    third = post(app, "execute_action", key, name="touch", model="users", id=1)
+    assert third.data == second.data and third.headers["Idempotent-Replayed"] == "true"
+    assert runs == [1, 1]
+    with app.app_context():
+        assert db.session.get(User, 1).name == "touched 2"

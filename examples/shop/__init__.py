@@ -11,7 +11,7 @@ from flask import Flask
 
 from .actions import flex
 from .models import db
-from .seed import seed_if_empty
+from .schema import create_tables_and_seed
 
 __all__ = ["create_app", "load_or_create_token"]
 
@@ -43,8 +43,24 @@ def celery_init_app(app: Flask, broker: str) -> Any:
                 return self.run(*args, **kwargs)
 
     celery = Celery(app.name, broker=broker, task_cls=FlaskTask)
+    # One task at a time per pool process, so a long job never holds others back.
+    celery.conf.worker_prefetch_multiplier = 1
     app.extensions["celery"] = celery
     return celery
+
+
+def engine_options(database_url: str) -> dict[str, Any]:
+    """The engine settings the deployment guide recommends: test a pooled connection before
+    using it (a database that restarted), and on PostgreSQL bound how long connecting, one
+    statement and one lock wait may take, so a database that hangs answers 503 in seconds
+    instead of holding every worker until gunicorn kills it."""
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if database_url.startswith("postgresql"):
+        options["connect_args"] = {
+            "connect_timeout": 5,
+            "options": "-c statement_timeout=10000 -c lock_timeout=5000",
+        }
+    return options
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -73,6 +89,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         if os.environ.get(key):
             app.config[key] = os.environ[key]
     app.config.update(config or {})
+    app.config.setdefault(
+        "SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
+    )
     if not app.config.get("FLEXACTIONS_TOKEN"):
         app.config["FLEXACTIONS_TOKEN"] = os.environ.get(
             "FLEXACTIONS_TOKEN"
@@ -92,6 +111,5 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(flex.blueprint, url_prefix="/flex")
 
     with app.app_context():
-        db.create_all()
-        seed_if_empty(db.session)
+        create_tables_and_seed(db)
     return app

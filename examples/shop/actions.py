@@ -49,6 +49,8 @@ def _has_cents_only(amount: Decimal) -> bool:
             "name": "new_password",
             "field": "CharField",
             "required": True,
+            # Never written to the audit log (nor, for a background action, to its job).
+            "secret": True,
             "label": "New password",
             "description": f"At least {MIN_PASSWORD_LENGTH} characters.",
         },
