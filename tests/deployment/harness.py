@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import psycopg
-from psycopg import sql
+if TYPE_CHECKING:
+    import psycopg
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ROOT / "test-artifacts" / "deployment-figures.json"
@@ -81,6 +81,8 @@ def pg_url(database: str, port: int = PG_PORT) -> str:
 
 
 def connect(database: str = "postgres", autocommit: bool = True) -> psycopg.Connection[Any]:
+    import psycopg
+
     return psycopg.connect(
         host=PG_HOST,
         port=PG_PORT,
@@ -101,11 +103,15 @@ def terminate_backends(database: str) -> None:
 
 
 def create_database(database: str) -> None:
+    from psycopg import sql
+
     with connect() as connection:
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
 
 
 def drop_database(database: str) -> None:
+    from psycopg import sql
+
     terminate_backends(database)
     with connect() as connection:
         connection.execute(
@@ -425,7 +431,7 @@ def forget_queue(queue: str) -> None:
         return
     client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB, socket_timeout=2)
     try:
-        client.delete(queue)
+        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
         for tag, raw in client.hscan_iter("unacked"):
             with contextlib.suppress(ValueError, TypeError, IndexError):
                 if json.loads(raw)[2] == queue:
@@ -437,12 +443,18 @@ def forget_queue(queue: str) -> None:
         client.close()
 
 
-def queue_length(queue: str) -> int:
+def pending_messages(queue: str) -> int:
+    """Messages of ``queue`` waiting in Redis or delivered and not yet acknowledged: the run
+    task acknowledges late, so 0 means every task taken from the queue has finished."""
     import redis
 
     client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB, socket_timeout=2)
     try:
-        return int(client.llen(queue))
+        pending = int(client.llen(queue))
+        for _, raw in client.hscan_iter("unacked"):
+            with contextlib.suppress(ValueError, TypeError, IndexError):
+                pending += json.loads(raw)[2] == queue
+        return pending
     finally:
         client.close()
 

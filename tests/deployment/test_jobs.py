@@ -20,8 +20,8 @@ from typing import Any
 
 from tests.deployment.conftest import ITEMS, Control, Deployment
 from tests.deployment.harness import (
+    pending_messages,
     progress,
-    queue_length,
     record_figures,
     runs,
     scalar,
@@ -88,17 +88,6 @@ def wait_rows_flushed(deployment: Deployment, rows: int = 3) -> tuple[int, int]:
     )
 
 
-def wait_task_done(log: Any, count: int = 1, timeout: float = 20) -> None:
-    """Until the worker's log shows ``count`` run_job tasks finished (succeeded or raised)."""
-
-    def finished() -> bool:
-        text = log.read_text(errors="replace")
-        done = text.count("succeeded in") + text.count("raised unexpected")
-        return done >= count
-
-    wait_for(finished, timeout, 0.1, "the worker to finish the task")
-
-
 # a. Fork safety of the pool
 
 
@@ -106,7 +95,7 @@ def test_pool_processes_never_share_a_connection(deployment: Deployment) -> None
     control = deployment.control()
     worker = deployment.worker(control)
     jobs = [control.queue("bg_whoami") for _ in range(6)]
-    current, seconds = settle(control, jobs, 30)
+    current, seconds = settle(control, jobs, 20)
     shared = {b: sorted(p) for b, p in owners(current).items() if len(p) > 1}
     record_figures(
         "a_fork_safety_celery",
@@ -164,7 +153,7 @@ def test_jobs_after_a_database_restart_all_succeed(deployment: Deployment) -> No
     control = deployment.control()
     worker = deployment.worker(control)
     # Jobs before the restart, so that both pool processes hold pooled connections.
-    before, _ = settle(control, [control.queue("bg_whoami") for _ in range(4)], 30)
+    before, _ = settle(control, [control.queue("bg_whoami") for _ in range(4)], 15)
     deployment.proxy.cut()
     deployment.proxy.restore()
     jobs = [control.queue("bg_whoami") for _ in range(4)]
@@ -187,7 +176,7 @@ def test_jobs_after_a_database_restart_all_succeed(deployment: Deployment) -> No
 def test_jobs_queued_while_the_database_is_cut_end_cleanly(deployment: Deployment) -> None:
     control = deployment.control()
     deployment.worker(control)
-    settle(control, [control.queue("bg_whoami") for _ in range(2)], 30)
+    before, _ = settle(control, [control.queue("bg_whoami") for _ in range(2)], 15)
     deployment.proxy.cut()
     jobs = {rename(control, [item], prefix="i"): item for item in (1, 2)}
     time.sleep(2)  # the outage lasts 2 s
@@ -206,6 +195,7 @@ def test_jobs_queued_while_the_database_is_cut_end_cleanly(deployment: Deploymen
         "i_jobs_queued_during_cut",
         {
             "attempts": len(jobs),
+            "job_states_before_cut": states(before),
             "job_states": states(current),
             "stuck_jobs": stuck(current),
             "partial_writes": failed_but_written,
@@ -283,9 +273,10 @@ def test_a_job_nobody_took_in_time_fails_and_never_runs(deployment: Deployment) 
     job = rename(control, [1, 2, 3], prefix="k")
     time.sleep(4)  # no worker for 4 s: one more than FLEXACTIONS_JOB_QUEUE_TIMEOUT
     state_after_4s = control.state(job)
-    worker = deployment.worker(control, config=QUEUE_TIMEOUT)
-    wait_for(lambda: queue_length(deployment.queue) == 0, 15, 0.1, "the worker to take the job")
-    wait_task_done(worker.log)
+    deployment.worker(control, config=QUEUE_TIMEOUT)
+    wait_for(
+        lambda: pending_messages(deployment.queue) == 0, 20, 0.1, "the worker to finish the task"
+    )
     final = control.state(job)
     handler_runs = len(runs(deployment.state_dir, "bg_rename"))
     changed = deployment.changed()
