@@ -202,7 +202,7 @@ class Deployment:
         return control
 
     def names(self) -> dict[int, str]:
-        return dict(query(self.database, "SELECT id, name FROM items ORDER BY id"))  # type: ignore[arg-type]
+        return {row[0]: row[1] for row in query(self.database, "SELECT id, name FROM items")}
 
     def changed(self) -> int:
         """Items whose name is no longer the seeded one (committed changes only)."""

@@ -471,6 +471,16 @@ def progress(state_dir: Path, action: str) -> tuple[int, int] | None:
     return int(pid), int(done)
 
 
+def wait_progress(state_dir: Path, action: str, rows: int, timeout: float = 30) -> tuple[int, int]:
+    """``(pid, rows flushed)`` once the running ``action`` flushed at least ``rows`` rows."""
+
+    def reached() -> tuple[int, int] | None:
+        seen = progress(state_dir, action)
+        return seen if seen is not None and seen[1] >= rows else None
+
+    return wait_for(reached, timeout, what=f"{action} to flush {rows} rows")
+
+
 def runs(state_dir: Path, action: str) -> list[int]:
     """The pids of every call of ``action``'s handler, in order."""
     try:

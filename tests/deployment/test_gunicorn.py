@@ -18,6 +18,7 @@ from tests.deployment.conftest import ITEMS, Deployment
 from tests.deployment.harness import (
     TOKEN,
     Answer,
+    Gunicorn,
     alive,
     execute,
     parallel,
@@ -27,6 +28,7 @@ from tests.deployment.harness import (
     server_errors,
     statuses,
     wait_for,
+    wait_progress,
 )
 
 PRELOAD = pytest.mark.parametrize("preload", [False, True], ids=["no-preload", "preload"])
@@ -155,7 +157,7 @@ def test_one_key_runs_once_across_workers(deployment: Deployment, preload: bool)
 
 
 def retry_until_it_runs(
-    server: Any, body: dict[str, Any], headers: dict[str, str], since: float, within: float
+    server: Gunicorn, body: dict[str, Any], headers: dict[str, str], since: float, within: float
 ) -> tuple[list[Answer], float | None]:
     """Retry until an attempt runs (200, result true); attempts start up to ``within`` seconds
     after ``since``. The answers, and when the successful one came (seconds after ``since``)."""
@@ -176,11 +178,7 @@ def test_kill_9_mid_bulk_commits_nothing_and_frees_the_key(deployment: Deploymen
     key = {"Idempotency-Key": f"deploy-c-{uuid.uuid4().hex}"}
     with ThreadPoolExecutor(max_workers=1) as pool:
         first = pool.submit(server.post, body, key, 30)
-        pid, done = wait_for(
-            lambda: (p := progress(deployment.state_dir, "slow_rename")) and p[1] >= 3 and p,
-            15,
-            what="3 rows flushed",
-        )
+        pid, done = wait_progress(deployment.state_dir, "slow_rename", 3, 15)
         assert pid in server.worker_pids()
         os.kill(pid, signal.SIGKILL)
         killed_at = time.monotonic()

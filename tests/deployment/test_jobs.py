@@ -20,12 +20,15 @@ from typing import Any
 
 from tests.deployment.conftest import ITEMS, Control, Deployment
 from tests.deployment.harness import (
+    REDIS_DB,
+    REDIS_HOST,
+    REDIS_PORT,
     pending_messages,
-    progress,
     record_figures,
     runs,
     scalar,
     wait_for,
+    wait_progress,
 )
 
 FINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -81,11 +84,7 @@ def rename(control: Control, ids: list[int], pause: float = 0.0, prefix: str = "
 
 def wait_rows_flushed(deployment: Deployment, rows: int = 3) -> tuple[int, int]:
     """``(pid, rows)`` once the running ``bg_rename`` flushed ``rows`` rows."""
-    return wait_for(
-        lambda: (p := progress(deployment.state_dir, "bg_rename")) and p[1] >= rows and p,
-        30,
-        what=f"{rows} rows flushed by the job",
-    )
+    return wait_progress(deployment.state_dir, "bg_rename", rows)
 
 
 # a. Fork safety of the pool
@@ -341,11 +340,12 @@ def test_a_queued_secret_param_is_not_stored_in_plaintext(deployment: Deployment
 def _queued_messages(queue: str) -> list[bytes]:
     import redis
 
-    from tests.deployment.harness import REDIS_DB, REDIS_HOST, REDIS_PORT
-
     client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB, socket_timeout=2)
     try:
-        raw = list(client.lrange(queue, 0, -1))
+        raw = [
+            message if isinstance(message, bytes) else message.encode()
+            for message in client.lrange(queue, 0, -1)
+        ]
     finally:
         client.close()
     # Kombu keeps the task's arguments base64-encoded inside the message.

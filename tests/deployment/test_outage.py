@@ -15,6 +15,7 @@ from tests.deployment.harness import (
     ACTION_LIST,
     DB_UNAVAILABLE,
     Answer,
+    Gunicorn,
     connect,
     execute,
     parallel,
@@ -69,9 +70,8 @@ def is_retry_later(answer: Answer, message: str | None = DB_UNAVAILABLE) -> bool
     return not any(text.lower() in answer.text.lower() for text in DRIVER_TEXT)
 
 
-def whoami_round(server: object, count: int = 8) -> list[Answer]:
-    post = server.post  # type: ignore[attr-defined]
-    return parallel([lambda: post(execute("whoami"), None, 15)] * count, count)
+def whoami_round(server: Gunicorn, count: int = 8) -> list[Answer]:
+    return parallel([lambda: server.post(execute("whoami"), None, 15)] * count, count)
 
 
 # e. The database goes away, then comes back
