@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from flask import Flask, jsonify, request
 from werkzeug.wrappers import Response
 
-from flask_flexactions import Caller, FlexActions
+from flask_flexactions import Caller, FlexActions, forksafe
 
 from .common import (
     TOKEN,
@@ -130,16 +130,18 @@ def build(url: str, durable: bool = False) -> Flask:
 class Apps:
     """The apps of one run, all on the same database: ``plain`` (defaults, with the
     hand-written view), ``logging`` and ``table`` (``FLEXACTIONS_AUDIT``), ``scoped`` (the same
-    actions on an extension with a scope hook on ``Counter``)."""
+    actions on an extension with a scope hook on ``Counter``), ``unguarded`` (``plain``
+    whose engine has the fork guard's listeners removed)."""
 
     plain: Flask
     logging: Flask
     table: Flask
     scoped: Flask
+    unguarded: Flask
 
     def all(self) -> list[Flask]:
         """Every app, ``plain`` first."""
-        return [self.plain, self.logging, self.table, self.scoped]
+        return [self.plain, self.logging, self.table, self.scoped, self.unguarded]
 
 
 def build_apps(url: str, durable: bool = False) -> Apps:
@@ -155,10 +157,20 @@ def build_apps(url: str, durable: bool = False) -> Apps:
         logging=make_app(url, flex, durable=durable, fresh=False, FLEXACTIONS_AUDIT="logging"),
         table=make_app(url, flex, durable=durable, fresh=False, FLEXACTIONS_AUDIT="table"),
         scoped=make_app(url, scoped_flex, durable=durable, fresh=False),
+        unguarded=make_app(url, flex, durable=durable, fresh=False),
     )
+    remove_fork_guard(apps.unguarded)
     apps.plain.add_url_rule(HAND_PATH, "hand_bump", hand_bump, methods=["POST"])
     _seed(apps.plain)
     return apps
+
+
+def remove_fork_guard(app: Flask) -> None:
+    """Take the fork guard's listeners off ``app``'s engine, to measure what they cost."""
+    with app.app_context():
+        engine = db.engine
+    sa.event.remove(engine, "connect", forksafe._remember_process)
+    sa.event.remove(engine, "checkout", forksafe._refuse_foreign_connection)
 
 
 class _Discard(io.TextIOBase):
@@ -216,6 +228,7 @@ FEATURES = (
     ("lock", "lock=True (SELECT ... FOR UPDATE; no-op on SQLite)"),
     ("cors", "browser call: allowed Origin, CORS headers"),
     ("fk", "ForeignKey param (loads one more row)"),
+    ("unguarded", "without the fork guard (its pid check at each checkout removed)"),
 )
 
 
@@ -247,6 +260,7 @@ def _measure(apps: Apps, dialect: str, sizes: Sizes) -> Report:
             plain, message(), headers={"Authorization": f"Token {TOKEN}", "Origin": ORIGIN}
         ),
         "fk": WsgiCall(plain, message("bump_from", source=2)),
+        "unguarded": WsgiCall(apps.unguarded, message()),
     }
     for call in (hand_call, *calls.values()):
         call.check()
@@ -305,8 +319,10 @@ def _measure(apps: Apps, dialect: str, sizes: Sizes) -> Report:
         "the plain row is this run's). The audit and scope variants are apps of their own on "
         "the same database and extension settings. The logging sink writes to a logger at INFO "
         "whose StreamHandler formats each line and writes it to a stream that discards it "
-        "(the cost before any real I/O). The table sink and the idempotency store write on a "
-        "connection and transaction of their own."
+        "(the cost before any real I/O). The table sink writes on a connection and "
+        "transaction of its own; the Idempotency-Key is reserved and its answer stored inside "
+        "the action's own transaction (two statements). The row without the fork guard "
+        "measures the guard: its negative extra time is what the guard costs."
     )
     return Report(
         title=f"Overhead against a hand-written view ({dialect})",

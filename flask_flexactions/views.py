@@ -160,8 +160,9 @@ def _read_envelope(settings: Settings) -> dict[str, Any]:
     limit = settings.max_body if declared is None else declared
     try:
         data = request.stream.read(limit + 1)
-    except (OSError, ValueError) as error:
-        # The server's reader of a chunked body raises these for malformed framing.
+    except Exception as error:
+        # Each server's reader of a chunked body raises its own error for malformed framing
+        # (gunicorn's ParseException, OSError, ValueError...); this read does nothing else.
         raise ProtocolError(
             "The request body could not be read: its chunked encoding is malformed."
         ) from error
