@@ -21,6 +21,8 @@ IDEMPOTENCY_TABLE = "flexactions_idempotency"
 #: The request header, and the key of ``execute_action`` params that may carry it instead.
 KEY_HEADER = "Idempotency-Key"
 KEY_PARAM = "request_id"
+#: The columns that hold a stored answer.
+ANSWER_COLUMNS = ("state", "status", "headers", "body")
 #: Answer headers stored and replayed with the body.
 REPLAYED_HEADERS = ("Content-Type", "Content-Disposition")
 
@@ -109,6 +111,31 @@ class IdempotencyStore:
         self.db = db
         self.ttl = ttl
         self.table = idempotency_table(db.metadata)
+        table = self.table
+        # Statements built once: building them per request costs more than running them.
+        self._store_answer = (
+            table.update()
+            .where(table.c.id == sa.bindparam("row_id"))
+            .values({name: sa.bindparam(name) for name in ANSWER_COLUMNS})
+        )
+        self._locked_inserts: dict[tuple[str, ...], Any] = {}
+
+    def _locked_insert(self, columns: tuple[str, ...]) -> Any:
+        """``INSERT ... SELECT <values> WHERE pg_try_advisory_xact_lock(...) RETURNING id``."""
+        statement = self._locked_inserts.get(columns)
+        if statement is None:
+            table = self.table
+            values = sa.select(
+                *(sa.bindparam(name, type_=table.c[name].type) for name in columns)
+            ).where(
+                sa.func.pg_try_advisory_xact_lock(
+                    sa.bindparam("lock_class", type_=sa.Integer),
+                    sa.bindparam("lock_key", type_=sa.Integer),
+                )
+            )
+            statement = table.insert().from_select(list(columns), values).returning(table.c.id)
+            self._locked_inserts[columns] = statement
+        return statement
 
     def reserve_in(
         self, session: Any, scope: str, key: str, digest: str
@@ -154,16 +181,11 @@ class IdempotencyStore:
             "expires_at": now + dt.timedelta(seconds=self.ttl),
             **values,
         }
-        table = self.table
         if session.get_bind().dialect.name != "postgresql":
-            session.execute(table.insert().values(**row))
+            session.execute(self.table.insert(), row)
             return True
-        selected = sa.select(*(sa.literal(v, table.c[k].type) for k, v in row.items())).where(
-            sa.func.pg_try_advisory_xact_lock(_LOCK_CLASS, _lock_key(row_id))
-        )
-        inserted = session.execute(
-            table.insert().from_select(list(row), selected).returning(table.c.id)
-        )
+        lock = {"lock_class": _LOCK_CLASS, "lock_key": _lock_key(row_id)}
+        inserted = session.execute(self._locked_insert(tuple(row)), {**row, **lock})
         return inserted.first() is not None
 
     @staticmethod
@@ -200,17 +222,13 @@ class IdempotencyStore:
     def complete_in(self, session: Any, reservation: Reservation, response: BaseResponse) -> None:
         """Store the answer inside the action's own transaction, so the run and its answer
         commit together."""
-        values = self._values(response)
-        session.execute(
-            self.table.update().where(self.table.c.id == reservation.id).values(**values)
-        )
+        session.execute(self._store_answer, {"row_id": reservation.id, **self._values(response)})
 
     def complete(self, reservation: Reservation, response: BaseResponse) -> None:
         """Replace the stored answer of a committed run, in a transaction of its own."""
-        values = self._values(response)
         with self.db.engine.begin() as connection:
             connection.execute(
-                self.table.update().where(self.table.c.id == reservation.id).values(**values)
+                self._store_answer, {"row_id": reservation.id, **self._values(response)}
             )
 
     def remember(self, session: Any, reservation: Reservation, response: BaseResponse) -> None:
