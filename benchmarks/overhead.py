@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from flask import Flask, jsonify, request
 from werkzeug.wrappers import Response
 
-from flask_flexactions import Caller, FlexActions, forksafe
+from flask_flexactions import Caller, FlexActions
+from flask_flexactions.run import forksafe
 
 from .common import (
     TOKEN,

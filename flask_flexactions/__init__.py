@@ -5,9 +5,9 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import fields
-from .actions import Action, ActionKind
-from .answers import Result
-from .caller import Caller, current_caller
+from .access.caller import Caller, current_caller
+from .declare.actions import Action, ActionKind
+from .declare.options import DynamicSelect
 from .errors import (
     ActionError,
     AuthenticationError,
@@ -16,8 +16,8 @@ from .errors import (
     ServiceUnavailable,
 )
 from .extension import FlexActions
-from .jobs import JobCancelled, report_progress
-from .options import DynamicSelect
+from .run.answers import Result
+from .run.jobs import JobCancelled, report_progress
 
 try:
     __version__ = version("flask-flexactions")

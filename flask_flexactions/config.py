@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from .jet_jwt import JET_ADMIN_PUBLIC_KEY
+from .access.jet_jwt import JET_ADMIN_PUBLIC_KEY
 
 #: Every ``FLEXACTIONS_*`` key the extension reads, with its default. ``init_app`` applies these
 #: with ``app.config.setdefault`` so the app's own values always win.

@@ -8,23 +8,23 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from flask import Blueprint, Flask, current_app, g
 
-from .actions import Action, ActionRegistry, ParamsDeclaration, make_action
-from .audit import AuditRecord, TableAuditSink, make_sink
-from .auth import Authentication, Authenticator
-from .caller import CALLER_KEY, Caller
-from .cli import flexactions_cli
+from .access.auth import Authentication, Authenticator
+from .access.caller import CALLER_KEY, Caller
+from .access.listing import ActionListing
+from .access.permissions import Permission
+from .access.scoping import Restriction, ScopeHook, apply_scopes, check_scope
 from .config import Settings, load_settings
-from .dry_run import Preview
-from .fields import ForeignKey
-from .forksafe import guard_engine
-from .housekeeping import Housekeeping
-from .idempotency import IdempotencyStore
-from .jobs import JobStore
-from .listing import ActionListing
-from .models import Collection, mapper_of
-from .permissions import Permission
-from .scoping import Restriction, ScopeHook, apply_scopes, check_scope
-from .sealing import SecretBox
+from .declare.actions import Action, ActionRegistry, ParamsDeclaration, make_action
+from .declare.fields import ForeignKey
+from .declare.models import Collection, mapper_of
+from .doors.cli import flexactions_cli
+from .run.audit import AuditRecord, TableAuditSink, make_sink
+from .run.dry_run import Preview
+from .run.forksafe import guard_engine
+from .run.housekeeping import Housekeeping
+from .run.idempotency import IdempotencyStore
+from .run.jobs import JobStore
+from .run.sealing import SecretBox
 
 EXTENSION_KEY = "flexactions"
 
@@ -249,7 +249,7 @@ class FlexActions:
     def blueprint(self) -> Blueprint:
         """The blueprint serving the Messages URL; register it with a ``url_prefix``."""
         if self._blueprint is None:
-            from .views import create_blueprint
+            from .doors.messages import create_blueprint
 
             self._blueprint = create_blueprint()
         return self._blueprint

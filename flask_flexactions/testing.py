@@ -10,7 +10,7 @@ from typing import Any
 
 from werkzeug.test import TestResponse
 
-from .client import LocalCaller, execute_params
+from .doors.client import LocalCaller, execute_params
 
 __all__ = ["FlexClient"]
 

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from flask_flexactions import ActionError, Caller, FlexActions
-from flask_flexactions.answers import error_response, first_message
+from flask_flexactions.run.answers import error_response, first_message
 from tests.conftest import AUTH, URL
 from tests.models import User, db
 

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from flask_flexactions import FlexActions, PermissionDenied
-from flask_flexactions.auth import NOT_CONFIGURED
+from flask_flexactions.access.auth import NOT_CONFIGURED
 from tests.conftest import AUTH, TOKEN, URL, database_url
 from tests.models import User, db
 

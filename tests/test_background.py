@@ -19,7 +19,7 @@ from flask import Flask, send_file
 from flask.testing import FlaskClient
 
 from flask_flexactions import FlexActions
-from flask_flexactions.jobs import CANCELLED, WORKER_LOST
+from flask_flexactions.run.jobs import CANCELLED, WORKER_LOST
 from tests import background_app
 from tests.background_app import TOKEN, create_app, create_celery
 from tests.conftest import database_url
@@ -506,7 +506,7 @@ def _redelivery_app(tmp_path: Path) -> tuple[Flask, str]:
     """An app on a memory broker and one queued rename_all job over 3 users (PostgreSQL)."""
     from celery import Celery
 
-    from flask_flexactions.caller import Caller
+    from flask_flexactions.access.caller import Caller
 
     app = create_app(database_url(tmp_path), celery=Celery("redeliver", broker="memory://"))
     if is_postgres(app) is False:

@@ -20,10 +20,10 @@ from celery import Celery
 from click.testing import Result
 from flask import Flask, send_file
 
-import flask_flexactions.cli_answers
+import flask_flexactions.doors.cli_answers
 from flask_flexactions import ActionError, FlexActions
-from flask_flexactions.jobs import CANCELLED, FINAL_STATES
-from flask_flexactions.leases import HOST, utcnow
+from flask_flexactions.run.jobs import CANCELLED, FINAL_STATES
+from flask_flexactions.run.leases import HOST, utcnow
 from tests import test_background
 from tests.background_app import TOKEN, create_app
 from tests.conftest import database_url
@@ -196,7 +196,7 @@ def test_ctrl_c_before_the_first_status_names_the_job(
     def interrupted(caller: Any, job_id: str) -> dict[str, Any]:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(flask_flexactions.cli_answers, "job_status", interrupted)
+    monkeypatch.setattr(flask_flexactions.doors.cli_answers, "job_status", interrupted)
     result = cli(stuck, "run", "rename_all", "-m", "users", "--ids", "1", "--wait")
     assert result.exit_code == 2
     assert re.fullmatch(
@@ -209,7 +209,7 @@ def test_ctrl_c_before_the_first_status_names_the_job(
 def test_ctrl_c_stops_waiting_and_names_the_job(
     stuck: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = flask_flexactions.cli_answers.job_status
+    real = flask_flexactions.doors.cli_answers.job_status
     calls: list[str] = []
 
     def interrupted(caller: Any, job_id: str) -> dict[str, Any]:
@@ -218,7 +218,7 @@ def test_ctrl_c_stops_waiting_and_names_the_job(
             raise KeyboardInterrupt
         return real(caller, job_id)
 
-    monkeypatch.setattr(flask_flexactions.cli_answers, "job_status", interrupted)
+    monkeypatch.setattr(flask_flexactions.doors.cli_answers, "job_status", interrupted)
     args = ["rename_all", "-m", "users", "--ids", "1", "--wait", "--interval", "0.05"]
     result = cli(stuck, "run", *args)
     assert result.exit_code == 2

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_flexactions import FlexActions
-from flask_flexactions.console import CONTENT_SECURITY_POLICY, STATIC_DIR
+from flask_flexactions.doors.console import CONTENT_SECURITY_POLICY, STATIC_DIR
 from tests.conftest import Messages
 from tests.models import Account, Device, Order, Tag, User, db
 
@@ -99,7 +99,7 @@ def test_the_console_files_ship_in_the_package() -> None:
         "index.html",
     ]
     pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
-    assert '"console/*"' in pyproject
+    assert '"doors/console/*"' in pyproject
 
 
 # get_related_options

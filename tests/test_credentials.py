@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from flask_flexactions import Caller, FlexActions, current_caller
-from flask_flexactions.jet_jwt import JET_ADMIN_PUBLIC_KEY, load_public_key
+from flask_flexactions.access.jet_jwt import JET_ADMIN_PUBLIC_KEY, load_public_key
 from tests.conftest import AUTH, URL, database_url
 from tests.jet import (
     PROJECT,

@@ -13,11 +13,11 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask, Request, send_file
 from flask.testing import FlaskClient
+from flask_flexactions.run.audit import AuditRecord
 from werkzeug.test import TestResponse
 
 from flask_flexactions import ActionError, Caller, FlexActions
-from flask_flexactions.audit import AuditRecord
-from flask_flexactions.idempotency import IDEMPOTENCY_TABLE
+from flask_flexactions.run.idempotency import IDEMPOTENCY_TABLE
 from tests.conftest import AUTH, URL
 from tests.models import User, db
 from tests.test_fault_injection import ON_POSTGRESQL
@@ -581,7 +581,7 @@ def test_lock_covers_foreign_keys_loaded_under_another_attribute(
 ) -> None:
     from marshmallow import Schema
 
-    from flask_flexactions.fields import ForeignKey
+    from flask_flexactions.declare.fields import ForeignKey
 
     class PairParams(Schema):
         first = ForeignKey(User, required=True)

@@ -13,7 +13,7 @@ from flask import Flask, Request
 from werkzeug.test import TestResponse
 
 from flask_flexactions import ActionError, Caller, DynamicSelect, FlexActions
-from flask_flexactions.answers import INTERNAL_ERROR_MESSAGE
+from flask_flexactions.run.answers import INTERNAL_ERROR_MESSAGE
 from tests.conftest import AUTH, Messages
 from tests.models import Order, User, db
 

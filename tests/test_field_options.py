@@ -16,8 +16,8 @@ from marshmallow import Schema
 from werkzeug.test import TestResponse
 
 from flask_flexactions import Caller, DynamicSelect, FlexActions
-from flask_flexactions.answers import INTERNAL_ERROR_MESSAGE
-from flask_flexactions.fields import Select
+from flask_flexactions.declare.fields import Select
+from flask_flexactions.run.answers import INTERNAL_ERROR_MESSAGE
 from tests.conftest import AUTH, URL
 from tests.models import Order, User, db
 

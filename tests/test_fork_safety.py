@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_flexactions import FlexActions
-from flask_flexactions.forksafe import PID_KEY
+from flask_flexactions.run.forksafe import PID_KEY
 from tests.conftest import AUTH, URL
 from tests.models import db
 
@@ -90,7 +90,7 @@ def test_a_pooled_connection_of_another_process_is_replaced_not_closed(
 
 
 def test_guarding_twice_adds_no_second_listener(app: Flask) -> None:
-    from flask_flexactions.forksafe import _refuse_foreign_connection, guard_engine
+    from flask_flexactions.run.forksafe import _refuse_foreign_connection, guard_engine
 
     with app.app_context():
         engine = db.engine

@@ -15,14 +15,14 @@ from celery import Celery
 from flask import Flask
 
 from flask_flexactions import ActionError, FlexActions
-from flask_flexactions.jobs import (
+from flask_flexactions.run.jobs import (
     DATABASE_LOST,
     NEVER_STARTED,
     WORKER_LOST,
     RetryLater,
     _run_job_task,
 )
-from flask_flexactions.leases import HOST, utcnow
+from flask_flexactions.run.leases import HOST, utcnow
 from tests.background_app import TOKEN
 from tests.conftest import database_url
 from tests.models import User, db
@@ -339,7 +339,7 @@ def test_secret_params_never_sit_in_the_jobs_table_in_plain_text(
 
 
 def test_a_changed_secret_key_fails_the_job_clearly(stuck: Flask, ran: list[Any]) -> None:
-    from flask_flexactions.sealing import SecretBox
+    from flask_flexactions.run.sealing import SecretBox
 
     job = queue(stuck, "set_key", id=1, ids=None, params={"api_key": SECRET})
     jobs_of(stuck).secrets = SecretBox("another key")

@@ -16,7 +16,7 @@ from werkzeug.test import TestResponse
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from flask_flexactions import FlexActions, Result
-from flask_flexactions.answers import INTERNAL_ERROR_MESSAGE
+from flask_flexactions.run.answers import INTERNAL_ERROR_MESSAGE
 from tests.conftest import AUTH, URL, Messages
 from tests.models import Device, Tag, User, db
 

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from flask import Flask
 
 from flask_flexactions import FlexActions
-from flask_flexactions.answers import DATABASE_UNAVAILABLE_MESSAGE, INTERNAL_ERROR_MESSAGE
-from flask_flexactions.outages import is_unavailable
+from flask_flexactions.run.answers import DATABASE_UNAVAILABLE_MESSAGE, INTERNAL_ERROR_MESSAGE
+from flask_flexactions.run.outages import is_unavailable
 from tests.conftest import AUTH, TOKEN, URL
 from tests.models import User, db
 

@@ -12,8 +12,8 @@ from flask import Flask, Request
 from flask.testing import FlaskClient
 
 from flask_flexactions import Caller, FlexActions
+from flask_flexactions.access.project_auth import ProjectAuth
 from flask_flexactions.errors import ServiceUnavailable
-from flask_flexactions.project_auth import ProjectAuth
 from flask_flexactions.testing import FlexClient
 from tests.conftest import AUTH, URL
 from tests.models import User, db

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from markupsafe import Markup
 
 from flask_flexactions import FlexActions, Result
-from flask_flexactions.downloads import MAX_NAME_LENGTH, safe_filename
+from flask_flexactions.run.downloads import MAX_NAME_LENGTH, safe_filename
 from tests.conftest import AUTH, URL
 
 EXPORT = {"name": "execute_action", "params": {"name": "export"}}

@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 from sqlalchemy.orm import Session
 
 from flask_flexactions import ActionError, FlexActions, PermissionDenied
-from flask_flexactions.answers import INTERNAL_ERROR_MESSAGE
+from flask_flexactions.run.answers import INTERNAL_ERROR_MESSAGE
 from tests.conftest import Messages
 from tests.models import Tag, User, db
 

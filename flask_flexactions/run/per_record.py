@@ -12,8 +12,8 @@ from marshmallow import ValidationError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
+from ..errors import NON_FIELD_ERRORS, ActionError, ErrorDict, ProtocolError, validation_messages
 from .answers import success_answer
-from .errors import NON_FIELD_ERRORS, ActionError, ErrorDict, ProtocolError, validation_messages
 from .jobs import report_progress
 from .outages import is_unavailable
 

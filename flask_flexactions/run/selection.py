@@ -9,10 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .actions import Action
-from .errors import NON_FIELD_ERRORS, ActionError, InvalidId, ProtocolError
-from .models import Collection
-from .scoping import Restriction
+from ..access.scoping import Restriction
+from ..declare.actions import Action
+from ..declare.models import Collection
+from ..errors import NON_FIELD_ERRORS, ActionError, InvalidId, ProtocolError
 
 #: How many missing ids an error message lists before it only counts the rest.
 MISSING_IDS_SHOWN = 20

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapper
 
-from .errors import InvalidId
+from ..errors import InvalidId
 
 #: Class attribute that sets a model's wire name, e.g. ``__flexactions_name__ = "shop;account"``.
 WIRE_NAME_ATTRIBUTE = "__flexactions_name__"

@@ -9,16 +9,16 @@ import sqlalchemy as sa
 from flask import g
 from werkzeug.wrappers import Response as BaseResponse
 
-from .answers import json_response
-from .caller import CALLER_KEY, Caller
-from .errors import InvalidId, NotFound, ProtocolError
-from .fields import ForeignKey
-from .models import Collection, mapper_of
-from .permissions import may_run
+from ..access.caller import CALLER_KEY, Caller
+from ..access.permissions import may_run
+from ..declare.fields import ForeignKey
+from ..declare.models import Collection, mapper_of
+from ..errors import InvalidId, NotFound, ProtocolError
+from ..run.answers import json_response
 
 if TYPE_CHECKING:
-    from .actions import Action
-    from .extension import AppState
+    from ..declare.actions import Action
+    from ..extension import AppState
 
 #: Class attribute naming the column shown for a row in the picker, e.g.
 #: ``__flexactions_label__ = "email"``. Without it the primary key is shown.

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from flask import Request, current_app
 from werkzeug.wrappers import Response as BaseResponse
 
-from .errors import ProtocolError
+from ..errors import ProtocolError
 
 #: The table of stored answers, added to the app's SQLAlchemy metadata.
 IDEMPOTENCY_TABLE = "flexactions_idempotency"

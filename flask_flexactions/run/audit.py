@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from .caller import Caller
-from .errors import ErrorDict
+from ..access.caller import Caller
+from ..errors import ErrorDict
 
 #: The table of :class:`TableAuditSink`, added to the app's SQLAlchemy metadata.
 AUDIT_TABLE = "flexactions_audit"

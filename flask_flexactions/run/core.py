@@ -11,7 +11,12 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from .actions import Action, ActionKind
+from ..access.caller import CALLER_KEY, Caller, is_anonymous
+from ..access.permissions import may_run
+from ..declare.actions import Action, ActionKind
+from ..declare.fields import ForeignKey
+from ..doors.body import parse_object
+from ..errors import ActionError, ErrorDict, PermissionDenied, ProtocolError, validation_messages
 from .answers import (
     INTERNAL_ERROR_MESSAGE,
     error_response,
@@ -22,24 +27,19 @@ from .answers import (
     unexpected_error_response,
 )
 from .audit import Attempt, AuditRecord, AuditSink, redact_params, summarize_target
-from .body import parse_object
-from .caller import CALLER_KEY, Caller, is_anonymous
 from .downloads import secure_content_disposition
 from .dry_run import dry_run, wants_dry_run
 from .dynamic import complete_params
-from .errors import ActionError, ErrorDict, PermissionDenied, ProtocolError, validation_messages
-from .fields import ForeignKey
 from .idempotency import IdempotencyStore, Reservation, fingerprint, idempotency_key
 from .jobs import DATABASE_LOST, JobCancelled, JobStore
 from .locking import lock_rows, supports_row_locks
 from .outages import is_unavailable
 from .per_record import run_per_record
-from .permissions import may_run
 from .sealing import SealBroken
 from .selection import hoist_selection, load_rows, parse_selection
 
 if TYPE_CHECKING:
-    from .extension import AppState
+    from ..extension import AppState
 
 
 #: Refusals for a caller who cannot be told apart from others (see ``is_anonymous``).

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from werkzeug.datastructures import Headers
 
-from .config import Settings
+from ..config import Settings
 
 ALLOW_METHODS = "POST, OPTIONS"
 EXPOSE_HEADERS = "Content-Disposition, Content-Type"

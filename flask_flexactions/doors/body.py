@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from .errors import ProtocolError
+from ..errors import ProtocolError
 
 
 class JSONFloat(float):

@@ -16,15 +16,15 @@ import sqlalchemy as sa
 from flask import current_app, g
 from werkzeug.wrappers import Response as BaseResponse
 
-from .caller import CALLER_KEY, Caller
-from .errors import FlexActionsError, NotFound, ProtocolError
+from ..access.caller import CALLER_KEY, Caller
+from ..errors import FlexActionsError, NotFound, ProtocolError
 from .leases import HOST, LeaseKeeper, no_wait, utcnow, worker_gone
 from .outages import is_unavailable
 from .sealing import SecretBox
 
 if TYPE_CHECKING:
-    from .actions import Action
-    from .extension import AppState
+    from ..declare.actions import Action
+    from ..extension import AppState
 
 #: The table of jobs, added to the app's SQLAlchemy metadata.
 JOBS_TABLE = "flexactions_jobs"
@@ -322,7 +322,7 @@ class JobStore:
             raise
         if row is None:
             return
-        from .execution import run_job
+        from .core import run_job
 
         setattr(g, CALLER_KEY, caller_from_json(row.caller))
         setattr(g, JOB_KEY, _RunningJob(self, job_id))

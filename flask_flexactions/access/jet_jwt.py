@@ -10,8 +10,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from ..errors import AuthenticationError
 from .caller import Caller
-from .errors import AuthenticationError
 
 #: The key Jet Admin signs its user tokens with, as published in its documentation, page
 #: "Jet Requests Auth" (https://docs.jetadmin.io/user-guide/integrations/rest-api/jet-requests-auth),

@@ -11,20 +11,20 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from .actions import Action, ActionKind
+from ..access.caller import CALLER_KEY
+from ..access.permissions import may_run
+from ..declare.actions import Action, ActionKind
+from ..declare.defaults import apply_defaults, record_params
+from ..declare.fields import Select
+from ..declare.models import Collection
+from ..declare.options import DynamicSelect, choose
+from ..doors.body import parse_object
+from ..errors import ActionError, ErrorDict, PermissionDenied, ProtocolError, validation_messages
 from .answers import error_response, json_response, unexpected_error_response
-from .body import parse_object
-from .caller import CALLER_KEY
-from .defaults import apply_defaults, record_params
-from .errors import ActionError, ErrorDict, PermissionDenied, ProtocolError, validation_messages
-from .fields import Select
-from .models import Collection
-from .options import DynamicSelect, choose
-from .permissions import may_run
 from .selection import load_rows, parse_selection
 
 if TYPE_CHECKING:
-    from .extension import AppState
+    from ..extension import AppState
 
 #: Options per page of ``get_field_options`` when the client names no ``limit``, and the most.
 DEFAULT_LIMIT = 50

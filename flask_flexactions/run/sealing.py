@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .errors import FlexActionsError
+from ..errors import FlexActionsError
 
 #: HKDF's context, so this key differs from any other derived from the same secret.
 _PURPOSE = b"flask-flexactions: secret params of queued jobs"

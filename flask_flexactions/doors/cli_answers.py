@@ -17,8 +17,8 @@ from werkzeug.http import parse_options_header
 from werkzeug.test import TestResponse
 from werkzeug.utils import secure_filename
 
+from ..run.jobs import FINAL_STATES
 from .client import LocalCaller
-from .jobs import FINAL_STATES
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar

@@ -14,6 +14,7 @@ from flask import current_app
 from flask.cli import AppGroup
 from werkzeug.test import TestResponse
 
+from ..run.jobs import FINAL_STATES
 from .cli_answers import (
     EXIT_FAILED,
     EXIT_OK,
@@ -27,7 +28,6 @@ from .cli_answers import (
     save_file,
 )
 from .client import LocalCaller, execute_params
-from .jobs import FINAL_STATES
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "flexactions_cli"]
 

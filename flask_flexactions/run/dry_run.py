@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 from flask import current_app
 from werkzeug.wrappers import Response as BaseResponse
 
+from ..errors import ProtocolError
 from .answers import json_response
 from .audit import Attempt
-from .errors import ProtocolError
 
 if TYPE_CHECKING:
-    from .actions import Action
-    from .extension import AppState
+    from ..declare.actions import Action
+    from ..extension import AppState
 
 #: What ``preview=`` accepts: called with the handler's arguments, returns a summary or None.
 Preview = Callable[..., "str | None"]

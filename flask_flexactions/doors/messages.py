@@ -9,26 +9,26 @@ from flask import Blueprint, current_app, g, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.wrappers import Response as BaseResponse
 
-from .answers import (
+from ..access.caller import CALLER_KEY
+from ..access.cors import NOSNIFF, add_answer_headers, answer_headers
+from ..config import Settings
+from ..errors import AuthenticationError, ProtocolError
+from ..run.answers import (
     INTERNAL_ERROR_MESSAGE,
     message_error,
     unavailable_response,
     unexpected_error_response,
 )
+from ..run.core import execute_action
+from ..run.dynamic import get_action_params, get_field_options
+from ..run.jobs import JobStore
+from ..run.outages import is_unavailable
 from .body import parse_object
-from .caller import CALLER_KEY
-from .config import Settings
 from .console import register_console
-from .cors import NOSNIFF, add_answer_headers, answer_headers
-from .dynamic import get_action_params, get_field_options
-from .errors import AuthenticationError, ProtocolError
-from .execution import execute_action
-from .jobs import JobStore
 from .lookup import get_related_options
-from .outages import is_unavailable
 
 if TYPE_CHECKING:
-    from .extension import AppState
+    from ..extension import AppState
 
 MessageHandler = Callable[["AppState", dict[str, Any]], BaseResponse]
 

@@ -10,8 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .errors import NON_FIELD_ERRORS, ActionError
-from .models import Collection
+from ..declare.models import Collection
+from ..errors import NON_FIELD_ERRORS, ActionError
 from .selection import missing_message
 
 

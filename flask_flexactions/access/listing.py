@@ -6,7 +6,7 @@ import dataclasses
 import json
 from typing import Any
 
-from .actions import Action, ActionRegistry
+from ..declare.actions import Action, ActionRegistry
 from .caller import Caller
 from .permissions import may_run
 

@@ -10,7 +10,7 @@ from flask import current_app
 from .caller import Caller
 
 if TYPE_CHECKING:
-    from .actions import Action
+    from ..declare.actions import Action
 
 #: What ``permission=`` accepts: a role or permission name, or
 #: ``callable(caller, action, model) -> bool`` (``model`` is None for a common action).

@@ -18,7 +18,7 @@ from flask import current_app
 from .outages import is_unavailable
 
 if TYPE_CHECKING:
-    from .extension import AppState
+    from ..extension import AppState
 
 
 class Housekeeping:

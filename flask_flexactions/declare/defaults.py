@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from marshmallow import ValidationError, fields
 
-from .errors import ActionError, ErrorDict, validation_messages
+from ..errors import ActionError, ErrorDict, validation_messages
 from .fields import ForeignKey
 
 if TYPE_CHECKING:

@@ -10,13 +10,13 @@ from typing import Any
 
 from marshmallow import Schema
 
+from ..access.permissions import Permission, check_permission
+from ..access.scoping import ScopeHook, check_scope
+from ..errors import NotFound
+from ..run.dry_run import Preview, check_preview
 from .defaults import check_defaults
-from .dry_run import Preview, check_preview
-from .errors import NotFound
 from .models import Collection
 from .params import ParamSpec, build_params
-from .permissions import Permission, check_permission
-from .scoping import ScopeHook, check_scope
 
 #: What ``params=`` accepts: the list-of-dicts format or a marshmallow Schema subclass.
 ParamsDeclaration = Iterable[Mapping[str, Any]] | type[Schema] | None

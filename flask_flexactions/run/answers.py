@@ -12,7 +12,7 @@ from flask.signals import got_request_exception
 from markupsafe import escape
 from werkzeug.wrappers import Response as BaseResponse
 
-from .errors import NON_FIELD_ERRORS, ErrorDict
+from ..errors import NON_FIELD_ERRORS, ErrorDict
 from .outages import is_unavailable
 
 

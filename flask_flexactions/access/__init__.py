@@ -1,0 +1,1 @@
+"""Who may call: callers and their credentials, permissions, row scopes, browser origins."""

@@ -1,0 +1,1 @@
+"""What users declare: actions, their params and fields, and the collections they act on."""
