@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import fields
-from .access.caller import Caller, current_caller
+from .caller import Caller, current_caller
 from .declare.actions import Action, ActionKind
 from .declare.options import DynamicSelect
 from .errors import (
@@ -17,7 +17,7 @@ from .errors import (
 )
 from .extension import FlexActions
 from .run.answers import Result
-from .run.jobs import JobCancelled, report_progress
+from .run.progress import JobCancelled, report_progress
 
 try:
     __version__ = version("flask-flexactions")

@@ -8,7 +8,24 @@ from typing import Any
 
 from flask import Flask
 
-from .access.jet_jwt import JET_ADMIN_PUBLIC_KEY
+#: The key Jet Admin signs its user tokens with, as published in its documentation, page
+#: "Jet Requests Auth" (https://docs.jetadmin.io/user-guide/integrations/rest-api/jet-requests-auth),
+#: file ``jet_admin_key.pub``. Override it with ``FLEXACTIONS_JET_PUBLIC_KEY``.
+JET_ADMIN_PUBLIC_KEY = """-----BEGIN PUBLIC KEY-----
+MIICIjANBgkqhkiG9w0BAQEFAAOCAg8AMIICCgKCAgEAyfJablscZmsh7eHisWHi
+/x2gJUjc9juL4VLkEpp6PH9Ah+wBtGmPF9nfoVlQsgH9hra63POiaLUzIwW/ewOl
+jyPF0FJngsxreCxNs8lmd/WNXrcnazknFItkFFeXJuMTfoBPQGiZOmVYb14jmvkc
+9vMmeXYjrbT+95SVayN3E6DzLoHDhny4Mka1OsxvIP5s77s0dOo68TzoEfBVeuto
+I/dopG86DVu4wYVtYPITzJ4z47OFVPKCyYVyy5aR3+DUnmdK7xTRVr+iWmHpcr7e
+hoeVcL4CqAILZ0gd54kQmnHbg7Bu6x8JtQkiLU5TQvWzjiN00io4eydvIAkQTAaR
+mdd32O1vJbSHmLyCR2tEW/uV7P25naPUlkApxuLzh5C21S0XJxNJ/P07KSMymt5U
+1lWqt4CInpjAwMI8qs9MkEwJev5+yumxqIrDKcQLMR3TBLJZIb+rL1teCLOW28qB
+L6VSKhfKRIaXUdLpRwAcSuXraTzwa9oCCZa19tw3uizMeMFrCrv43YbyOsS9h7JQ
+8ixj/a1R/ud0fCrhXWUl7nKlz0b15koILLG1Ts+MUTmIaEnHTVEY74CfJVq7waw9
+x2kyzSzbsmMXvFkrVzTmyImTN631+gatU+npJ3vtcD9SooEZLOCLa4pb+DIsv9P1
+EeIEAh1VZC7s2qsQZsiYTG0CAwEAAQ==
+-----END PUBLIC KEY-----
+"""
 
 #: Every ``FLEXACTIONS_*`` key the extension reads, with its default. ``init_app`` applies these
 #: with ``app.config.setdefault`` so the app's own values always win.
@@ -53,7 +70,7 @@ DEFAULTS: dict[str, Any] = {
     # ``projects`` claim holds this project.
     "FLEXACTIONS_JET_PROJECT": None,
     # PEM public key that verifies Jet Admin's RS256 tokens; defaults to the one Jet Admin
-    # publishes (see ``jet_jwt.JET_ADMIN_PUBLIC_KEY``).
+    # publishes (see :data:`JET_ADMIN_PUBLIC_KEY`).
     "FLEXACTIONS_JET_PUBLIC_KEY": JET_ADMIN_PUBLIC_KEY,
     # Clock skew (seconds) allowed when checking a JWT's ``exp``, ``nbf`` and ``iat``.
     "FLEXACTIONS_JET_JWT_LEEWAY": 30,

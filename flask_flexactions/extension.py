@@ -1,30 +1,21 @@
-"""The FlexActions extension object and the per-app state it keeps in ``app.extensions``."""
+"""The FlexActions extension object: declarations, ``init_app`` and the blueprint."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-from flask import Blueprint, Flask, current_app, g
+from flask import Blueprint, Flask, current_app
 
-from .access.auth import Authentication, Authenticator
-from .access.caller import CALLER_KEY, Caller
-from .access.listing import ActionListing
-from .access.permissions import Permission
-from .access.scoping import Restriction, ScopeHook, apply_scopes, check_scope
-from .config import Settings, load_settings
+from .access.auth import Authenticator
+from .config import load_settings
 from .declare.actions import Action, ActionRegistry, ParamsDeclaration, make_action
-from .declare.fields import ForeignKey
-from .declare.models import Collection, mapper_of
+from .declare.hooks import Permission, Preview, ScopeHook, check_scope
+from .declare.models import mapper_of
 from .doors.cli import flexactions_cli
-from .run.audit import AuditRecord, TableAuditSink, make_sink
-from .run.dry_run import Preview
+from .doors.state import AppState
+from .run.audit import AuditRecord, TableAuditSink
 from .run.forksafe import guard_engine
-from .run.housekeeping import Housekeeping
-from .run.idempotency import IdempotencyStore
-from .run.jobs import JobStore
-from .run.sealing import SecretBox
 
 EXTENSION_KEY = "flexactions"
 
@@ -78,7 +69,14 @@ class FlexActions:
                 "FlexActions needs the app's Flask-SQLAlchemy instance: call "
                 "db.init_app(app) first, or pass it with flex.init_app(app, db=db)."
             )
-        state = AppState(self, db, load_settings(app), celery)
+        state = AppState(
+            db,
+            self.registry,
+            self.scopes,
+            load_settings(app),
+            lambda: self._authenticator,
+            celery,
+        )
         state.check_registrations()
         _guard_engines(app, db)
         app.extensions[EXTENSION_KEY] = state
@@ -267,125 +265,3 @@ def _guard_engines(app: Flask, db: Any) -> None:
             ) from error
         for engine in engines.values():
             guard_engine(engine)
-
-
-class AppState:
-    """What the extension keeps per app: its settings, its database and derived caches."""
-
-    def __init__(
-        self, extension: FlexActions, db: Any, settings: Settings, celery: Any = None
-    ) -> None:
-        self.extension = extension
-        self.db = db
-        self.settings = settings
-        self.authenticate = Authentication(settings, lambda: extension.custom_authenticator)
-        self.listing = ActionListing(extension.registry)
-        self.audit = make_sink(settings.audit, db)
-        self.idempotency = (
-            IdempotencyStore(db, settings.idempotency_ttl) if settings.idempotency else None
-        )
-        self.jobs: JobStore | None = None
-        if celery is not None or settings.background_inline:
-            self.jobs = JobStore(
-                db,
-                celery,
-                inline=settings.background_inline,
-                ttl=settings.job_ttl,
-                lease=settings.job_lease,
-                queue_timeout=settings.job_queue_timeout,
-                secrets=SecretBox(settings.secret_key) if settings.secret_key else None,
-            )
-        self.housekeeping = Housekeeping(settings.sweep_interval)
-        self._collections: dict[str, Collection | None] | None = None
-        self._checked_version = -1
-        self._wide_integer_ids: bool | None = None
-
-    @property
-    def registry(self) -> ActionRegistry:
-        """The registry of the extension (shared by every app it is initialised on)."""
-        return self.extension.registry
-
-    def restriction(
-        self, collection: Collection, action: Action | None = None
-    ) -> Restriction | None:
-        """Narrows a ``select(collection.model)`` to the rows the current caller may touch:
-        the model's scope hook, then ``action``'s; None when neither is set."""
-        hooks = (self.extension.scopes.get(collection.model), action.scope if action else None)
-        if hooks == (None, None):
-            return None
-        caller: Caller = g.get(CALLER_KEY)
-
-        def restrict(statement: sa.Select[Any]) -> sa.Select[Any]:
-            return apply_scopes(statement, hooks, caller)
-
-        return restrict
-
-    def collection(self, name: str) -> Collection:
-        """The model whose wire name is ``name`` among the models of ``db``."""
-        if self._collections is None or name not in self._collections:
-            self._collections = self._index_models()
-        collection = self._collections.get(name)
-        if collection is None:
-            problem = "Several models have" if name in self._collections else "No model has"
-            raise ValueError(
-                f"{problem} the wire name {name!r}. Pass the model class instead of its name, "
-                "import the model before init_app, or set __flexactions_name__ on the model."
-            )
-        return collection
-
-    def load_related(self, collection: Collection, key: Any) -> Any:
-        """The row of ``collection`` with primary key ``key`` within its scope, or None."""
-        if collection.model not in self.extension.scopes:
-            return self.db.session.get(collection.model, key)
-        restrict = self.restriction(collection)
-        statement = sa.select(collection.model).where(collection.pk_attribute == key)
-        return self.db.session.scalars(restrict(statement) if restrict else statement).first()
-
-    def related_collection(self, field: ForeignKey) -> Collection:
-        """The collection a ForeignKey param points to in this app."""
-        if field.related is not None:
-            return field.related
-        return ForeignKey.checked(self.collection(field.related_name))
-
-    @property
-    def wide_integer_ids(self) -> bool:
-        """Whether integer keys are 64-bit whatever their declared type (true on SQLite)."""
-        if self._wide_integer_ids is None:
-            self._wide_integer_ids = self.db.engine.dialect.name == "sqlite"
-        return self._wide_integer_ids
-
-    def check_registrations(self) -> None:
-        """Resolve the ForeignKey params of new registrations, so a wrong wire name fails
-        in ``init_app`` or at the first message after the registration, not mid-action."""
-        if self._checked_version == self.registry.version:
-            return
-        for action in self.registry:
-            if action.background and self.jobs is None:
-                raise ValueError(
-                    f"Action {action.name!r} runs in the background, but no Celery app is "
-                    "configured: pass it with flex.init_app(app, db=db, celery=celery_app), or "
-                    "set FLEXACTIONS_BACKGROUND_INLINE = True to run such actions in the "
-                    "request (development and tests)."
-                )
-            if (
-                action.background
-                and action.params.secret_names
-                and self.settings.secret_key is None
-            ):
-                raise ValueError(
-                    f"Action {action.name!r} runs in the background with secret params, which "
-                    "its queued job keeps encrypted: set SECRET_KEY (or FLEXACTIONS_SECRET_KEY) "
-                    "to a long random string, the same in the web app and its workers."
-                )
-            for field in action.params.schema.load_fields.values():
-                if isinstance(field, ForeignKey):
-                    self.related_collection(field)
-        self._checked_version = self.registry.version
-
-    def _index_models(self) -> dict[str, Collection | None]:
-        """Every model of ``db`` by wire name; None marks a name that several models share."""
-        index: dict[str, Collection | None] = {}
-        for mapper in self.db.Model.registry.mappers:
-            collection = Collection.of(mapper.class_)
-            index[collection.name] = None if collection.name in index else collection
-        return index

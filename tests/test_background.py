@@ -19,7 +19,9 @@ from flask import Flask, send_file
 from flask.testing import FlaskClient
 
 from flask_flexactions import FlexActions
-from flask_flexactions.run.jobs import CANCELLED, WORKER_LOST
+from flask_flexactions.run.core import run_job
+from flask_flexactions.run.jobs import WORKER_LOST
+from flask_flexactions.run.progress import CANCELLED
 from tests import background_app
 from tests.background_app import TOKEN, create_app, create_celery
 from tests.conftest import database_url
@@ -506,7 +508,8 @@ def _redelivery_app(tmp_path: Path) -> tuple[Flask, str]:
     """An app on a memory broker and one queued rename_all job over 3 users (PostgreSQL)."""
     from celery import Celery
 
-    from flask_flexactions.access.caller import Caller
+    from flask_flexactions.caller import Caller
+    from flask_flexactions.run.selection import Selection
 
     app = create_app(database_url(tmp_path), celery=Celery("redeliver", broker="memory://"))
     if is_postgres(app) is False:
@@ -519,9 +522,10 @@ def _redelivery_app(tmp_path: Path) -> tuple[Flask, str]:
             db.session,
             action,
             "users",
-            {"ids": [1, 2, 3]},
-            {"pause": 0.4},
             Caller(superuser=True, scheme="token"),
+            Selection(ids=(1, 2, 3)),
+            {"pause": 0.4},
+            "messages",
         )
         db.session.commit()
     return app, job
@@ -529,7 +533,7 @@ def _redelivery_app(tmp_path: Path) -> tuple[Flask, str]:
 
 def _deliver(app: Flask, job: str) -> None:
     with app.app_context():
-        app.extensions["flexactions"].jobs.run(job)
+        run_job(app.extensions["flexactions"], job)
 
 
 def test_a_redelivery_while_the_worker_lives_leaves_the_job_to_it(tmp_path: Path) -> None:

@@ -22,8 +22,9 @@ from flask import Flask, send_file
 
 import flask_flexactions.doors.cli_answers
 from flask_flexactions import ActionError, FlexActions
-from flask_flexactions.run.jobs import CANCELLED, FINAL_STATES
+from flask_flexactions.run.jobs import FINAL_STATES
 from flask_flexactions.run.leases import HOST, utcnow
+from flask_flexactions.run.progress import CANCELLED
 from tests import test_background
 from tests.background_app import TOKEN, create_app
 from tests.conftest import database_url

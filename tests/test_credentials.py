@@ -14,7 +14,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from flask_flexactions import Caller, FlexActions, current_caller
-from flask_flexactions.access.jet_jwt import JET_ADMIN_PUBLIC_KEY, load_public_key
+from flask_flexactions.access.jet_jwt import load_public_key
+from flask_flexactions.config import JET_ADMIN_PUBLIC_KEY
 from tests.conftest import AUTH, URL, database_url
 from tests.jet import (
     PROJECT,

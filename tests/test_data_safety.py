@@ -13,10 +13,10 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask, Request, send_file
 from flask.testing import FlaskClient
-from flask_flexactions.run.audit import AuditRecord
 from werkzeug.test import TestResponse
 
 from flask_flexactions import ActionError, Caller, FlexActions
+from flask_flexactions.run.audit import AuditRecord
 from flask_flexactions.run.idempotency import IDEMPOTENCY_TABLE
 from tests.conftest import AUTH, URL
 from tests.models import User, db

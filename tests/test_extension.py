@@ -121,7 +121,7 @@ def test_constructor_form_with_app_only(make_app: MakeApp) -> None:
     app = make_app()
     flex = FlexActions(app)
     assert app.extensions["flexactions"].db is db
-    assert app.extensions["flexactions"].extension is flex
+    assert app.extensions["flexactions"].registry is flex.registry
 
 
 def test_db_given_to_init_app_wins_over_the_constructor(make_app: MakeApp) -> None:

@@ -15,14 +15,10 @@ from celery import Celery
 from flask import Flask
 
 from flask_flexactions import ActionError, FlexActions
-from flask_flexactions.run.jobs import (
-    DATABASE_LOST,
-    NEVER_STARTED,
-    WORKER_LOST,
-    RetryLater,
-    _run_job_task,
-)
+from flask_flexactions.run.core import run_job
+from flask_flexactions.run.jobs import DATABASE_LOST, NEVER_STARTED, WORKER_LOST, RetryLater
 from flask_flexactions.run.leases import HOST, utcnow
+from flask_flexactions.run.worker import run_job_task
 from tests.background_app import TOKEN
 from tests.conftest import database_url
 from tests.models import User, db
@@ -124,7 +120,7 @@ def set_job(app: Flask, job: str, **values: Any) -> None:
 
 def run_in_worker(app: Flask, job: str) -> None:
     with app.app_context():
-        jobs_of(app).run(job)
+        run_job(app.extensions["flexactions"], job)
 
 
 # Leases: a running job whose worker is gone ends failed
@@ -239,7 +235,7 @@ def test_requests_sweep_at_most_once_per_interval(stuck: Flask, monkeypatch: Any
     state = stuck.extensions["flexactions"]
     sweeps: list[int] = []
     real = state.housekeeping.run
-    monkeypatch.setattr(state.housekeeping, "run", lambda s: sweeps.append(1) or real(s))
+    monkeypatch.setattr(state.housekeeping, "run", lambda: sweeps.append(1) or real())
     for _ in range(3):
         queue(stuck)
     assert sweeps == [1]
@@ -270,16 +266,16 @@ def test_an_outage_when_a_job_starts_is_retried_with_backoff(
     stuck: Flask, ran: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job = queue(stuck)
-    monkeypatch.setattr(jobs_of(stuck), "_start", outage)
+    monkeypatch.setattr(jobs_of(stuck), "_claim", outage)
     task = FakeTask()
     with stuck.app_context(), pytest.raises(RuntimeError, match="retry"):
-        _run_job_task(task, job)
+        run_job_task(task, job)
     [retry] = task.retried
     assert retry["args"] == (job,) and retry["kwargs"] == {"outcome": None}
     assert retry["countdown"] == 4 and retry["max_retries"] > 10
     monkeypatch.undo()
     with stuck.app_context():
-        _run_job_task(task, job, **retry["kwargs"])  # the retry, the database back
+        run_job_task(task, job, **retry["kwargs"])  # the retry, the database back
     assert status(stuck.test_client(), job)["state"] == "succeeded" and len(ran) == 1
 
 
@@ -292,7 +288,7 @@ def test_an_outage_while_recording_a_failure_is_retried_until_recorded(
     monkeypatch.setattr(jobs, "_finish", outage)
     task = FakeTask()
     with stuck.app_context(), pytest.raises(RuntimeError, match="retry"):
-        _run_job_task(task, job)
+        run_job_task(task, job)
     [retry] = task.retried
     outcome = retry["kwargs"]["outcome"]
     refused = {"non_field_errors": ["Refused after writing."]}
@@ -300,7 +296,7 @@ def test_an_outage_while_recording_a_failure_is_retried_until_recorded(
     assert status(stuck.test_client(), job)["state"] == "running"
     monkeypatch.setattr(jobs, "_finish", real_finish)
     with stuck.app_context():
-        _run_job_task(task, job, **retry["kwargs"])
+        run_job_task(task, job, **retry["kwargs"])
     final = status(stuck.test_client(), job)
     assert final["state"] == "failed" and final["answer"]["errors"] == refused
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from flask import Request
 
+from ..caller import Caller, caller_from
 from ..config import Settings
 from ..errors import AuthenticationError
-from .caller import Caller, caller_from
 from .jet_jwt import JetJWT, load_public_key
 from .project_auth import ProjectAuth
 

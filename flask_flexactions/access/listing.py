@@ -6,8 +6,8 @@ import dataclasses
 import json
 from typing import Any
 
+from ..caller import Caller
 from ..declare.actions import Action, ActionRegistry
-from .caller import Caller
 from .permissions import may_run
 
 #: Distinct role sets whose answers are kept; past this the cache starts over.

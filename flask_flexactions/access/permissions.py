@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 
-from .caller import Caller
+from ..caller import Caller
 
 if TYPE_CHECKING:
     from ..declare.actions import Action
-
-#: What ``permission=`` accepts: a role or permission name, or
-#: ``callable(caller, action, model) -> bool`` (``model`` is None for a common action).
-Permission = str | Callable[[Caller, "Action", Any], bool]
-
-
-def check_permission(permission: Any, action_name: str) -> Permission | None:
-    """``permission`` if it is a valid declaration, else a ``TypeError`` naming the fix."""
-    if permission is None or callable(permission):
-        return permission  # type: ignore[no-any-return]
-    if isinstance(permission, str) and permission:
-        return permission
-    raise TypeError(
-        f"Action {action_name!r}: permission must be a role name such as 'finance' or a "
-        f"callable (caller, action, model) -> bool, got {permission!r}."
-    )
 
 
 def may_run(caller: Caller, action: Action, model: type[Any] | None) -> bool:

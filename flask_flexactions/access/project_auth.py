@@ -17,8 +17,8 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..caller import Caller
 from ..errors import AuthenticationError, ServiceUnavailable
-from .caller import Caller
 from .jet_jwt import jet_caller
 
 #: Most ``project_auth`` answers kept at once; the oldest go first when full.

@@ -7,21 +7,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .caller import Caller
-
-#: A scope hook: ``hook(statement, caller) -> statement``, e.g.
-#: ``lambda stmt, caller: stmt.where(Order.shop_id == caller.user.shop_id)``. ``statement`` is a
-#: ``select(Model)``; the hook returns it narrowed (typically with ``.where``).
-ScopeHook = Callable[[sa.Select[Any], Caller], sa.Select[Any]]
-
-
-def check_scope(hook: Any, owner: str) -> ScopeHook | None:
-    """``hook`` if it is None or callable, else a ``TypeError`` naming the fix."""
-    if hook is None or callable(hook):
-        return hook  # type: ignore[no-any-return]
-    raise TypeError(
-        f"{owner}: scope must be a callable (statement, caller) -> statement, got {hook!r}."
-    )
+from ..caller import Caller
+from ..declare.hooks import ScopeHook
 
 
 def apply_scopes(

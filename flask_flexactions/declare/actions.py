@@ -10,11 +10,9 @@ from typing import Any
 
 from marshmallow import Schema
 
-from ..access.permissions import Permission, check_permission
-from ..access.scoping import ScopeHook, check_scope
 from ..errors import NotFound
-from ..run.dry_run import Preview, check_preview
 from .defaults import check_defaults
+from .hooks import Permission, Preview, ScopeHook, check_permission, check_preview, check_scope
 from .models import Collection
 from .params import ParamSpec, build_params
 
@@ -172,7 +170,7 @@ def make_action(
         background=background,
         preview=check_preview(preview, action_name),
     )
-    check_defaults(action)
+    check_defaults(action_name, action.params.schema.load_fields, for_instance and not bulk)
     try:
         json.dumps(action.wire())
     except (TypeError, ValueError) as error:

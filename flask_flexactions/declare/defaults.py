@@ -7,15 +7,12 @@ import decimal
 import math
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from marshmallow import ValidationError, fields
 
-from ..errors import ActionError, ErrorDict, validation_messages
+from ..errors import validation_messages
 from .fields import ForeignKey
-
-if TYPE_CHECKING:
-    from .actions import Action
 
 #: Where a param's default is kept: the ``"default"`` key of a param dict, or
 #: ``metadata={"default": ...}`` on a field of a Schema.
@@ -72,13 +69,18 @@ def wire_default(field: fields.Field[Any], where: str) -> dict[str, Any]:
         ) from None
 
 
-def check_defaults(action: Action) -> None:
-    """Refuse, naming the fix, a default that could never be used as declared."""
-    record_action = action.for_instance and not action.bulk
-    for name, field in action.params.schema.load_fields.items():
+def check_defaults(
+    action_name: str, params: Mapping[str, fields.Field[Any]], record_action: bool
+) -> None:
+    """Refuse, naming the fix, a default that could never be used as declared.
+
+    :param params: the declared fields by name. :param record_action: whether the action
+        runs on one record (a default computed from the record needs one).
+    """
+    for name, field in params.items():
         if not has_default(field):
             continue
-        where = f"Action {action.name!r}, param {field.data_key or name!r}"
+        where = f"Action {action_name!r}, param {field.data_key or name!r}"
         if field.required:
             raise ValueError(
                 f"{where}: a param with a default is never missing; drop required=True."
@@ -100,40 +102,3 @@ def check_defaults(action: Action) -> None:
                 f"{where}: the default {default!r} is not a valid value: "
                 f"{'; '.join(m for ms in validation_messages(error.messages).values() for m in ms)}"
             ) from None
-
-
-def apply_defaults(action: Action, arguments: tuple[Any, ...]) -> None:
-    """Put the default of every param the client did not send into the handler's params
-    (``arguments[-1]``), converted by its field like a sent value; a default that does not
-    convert is a field error."""
-    loaded: dict[str, Any] = arguments[-1]
-    row = arguments[0] if action.for_instance and not action.bulk else None
-    errors: ErrorDict = {}
-    for name, field in action.params.schema.load_fields.items():
-        key = field.attribute or name
-        if not has_default(field) or key in loaded:
-            continue
-        wire_name = field.data_key or name
-        default = field.metadata[DEFAULT_KEY]
-        value = to_wire(default(row) if callable(default) else default)
-        if value is None or (value == "" and wire_name in action.params.empty_is_missing):
-            continue
-        try:
-            loaded[key] = field.deserialize(value)
-        except ValidationError as error:
-            for messages in validation_messages(error.messages).values():
-                errors.setdefault(wire_name, []).extend(messages)
-    if errors:
-        raise ActionError(errors=errors)
-
-
-def record_params(action: Action, row: Any) -> list[dict[str, Any]]:
-    """The action's ``params`` list with every default computed from ``row`` filled in."""
-    entries = []
-    fields_ = action.params.schema.load_fields.values()
-    for field, entry in zip(fields_, action.params.wire, strict=True):
-        default = field.metadata.get(DEFAULT_KEY)
-        if has_default(field) and callable(default) and row is not None:
-            entry = {**entry, "default": to_wire(default(row))}
-        entries.append(dict(entry))
-    return entries

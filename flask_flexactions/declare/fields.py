@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import math
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from typing import Any, ClassVar, Protocol
 
-from flask import current_app
 from marshmallow import fields
 
 from ..errors import InvalidId
@@ -214,6 +215,34 @@ class Select(WireField):
         raise self.make_error("invalid", choices=choices)
 
 
+class RelatedRows(Protocol):
+    """What loads the row of a ForeignKey param: the run converting the params provides it
+    (for its app's database and its caller's row scopes) with :func:`loading_related`."""
+
+    @property
+    def wide_integer_ids(self) -> bool:
+        """Whether integer keys are 64-bit whatever their declared type (SQLite)."""
+
+    def collection_of(self, field: ForeignKey) -> Collection:
+        """The collection ``field`` points to."""
+
+    def row(self, collection: Collection, key: Any) -> Any:
+        """The row of ``collection`` with primary key ``key`` the caller may see, or None."""
+
+
+_related_rows: ContextVar[RelatedRows | None] = ContextVar("flexactions_related", default=None)
+
+
+@contextlib.contextmanager
+def loading_related(rows: RelatedRows) -> Iterator[None]:
+    """Convert params with ``rows`` loading the ForeignKey rows, inside the ``with`` block."""
+    token = _related_rows.set(rows)
+    try:
+        yield
+    finally:
+        _related_rows.reset(token)
+
+
 class ForeignKey(WireField):
     """``ForeignKey``: the primary key of a related row, loaded through the session.
 
@@ -260,13 +289,18 @@ class ForeignKey(WireField):
         return {"related_model": {"model": self.related_name}}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        state = current_app.extensions["flexactions"]
-        collection = state.related_collection(self)
+        related = _related_rows.get()
+        if related is None:
+            raise RuntimeError(
+                "A ForeignKey param loads its row inside a Flex action run; to convert params "
+                "yourself, wrap the call in fields.loading_related(...)."
+            )
+        collection = related.collection_of(self)
         try:
-            key = collection.parse_id(value, state.wide_integer_ids)
+            key = collection.parse_id(value, related.wide_integer_ids)
         except InvalidId as error:
             raise self.make_error("invalid", reason=str(error)) from error
-        row = state.load_related(collection, key)
+        row = related.row(collection, key)
         if row is None:
             raise self.make_error("does_not_exist", model=collection.name, id=key)
         return row

@@ -328,7 +328,7 @@ def sweep_command() -> None:
     expired jobs and Idempotency-Keys now, e.g. from cron. Requests and workers also sweep
     on their own, at most once per FLEXACTIONS_SWEEP_INTERVAL each."""
     state = current_app.extensions["flexactions"]
-    counts = state.housekeeping.run(state)
+    counts = state.housekeeping.run()
     labels = {
         "lost": "running jobs whose worker is gone, failed",
         "never_started": "queued jobs no worker started, failed",

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from flask import g
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..access.caller import CALLER_KEY, Caller
 from ..access.permissions import may_run
+from ..caller import CALLER_KEY, Caller
 from ..declare.fields import ForeignKey
 from ..declare.models import Collection, mapper_of
 from ..errors import InvalidId, NotFound, ProtocolError
@@ -18,7 +18,7 @@ from ..run.answers import json_response
 
 if TYPE_CHECKING:
     from ..declare.actions import Action
-    from ..extension import AppState
+    from .state import AppState
 
 #: Class attribute naming the column shown for a row in the picker, e.g.
 #: ``__flexactions_label__ = "email"``. Without it the primary key is shown.
@@ -100,7 +100,7 @@ def _related_rows(
 ) -> list[Any]:
     """One page of rows within the model's scope whose label contains ``search`` or whose
     id is ``search``."""
-    restrict = state.restriction(collection)
+    restrict = state.restriction(collection, g.get(CALLER_KEY))
     query = sa.select(collection.model)
     if restrict is not None:
         query = restrict(query)

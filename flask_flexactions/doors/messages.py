@@ -9,8 +9,8 @@ from flask import Blueprint, current_app, g, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..access.caller import CALLER_KEY
 from ..access.cors import NOSNIFF, add_answer_headers, answer_headers
+from ..caller import CALLER_KEY
 from ..config import Settings
 from ..errors import AuthenticationError, ProtocolError
 from ..run.answers import (
@@ -19,27 +19,77 @@ from ..run.answers import (
     unavailable_response,
     unexpected_error_response,
 )
-from ..run.core import execute_action
-from ..run.dynamic import get_action_params, get_field_options
+from ..run.audit import Attempt
+from ..run.core import run_request
+from ..run.idempotency import KEY_HEADER
 from ..run.jobs import JobStore
 from ..run.outages import is_unavailable
+from ..run.request import ExecuteRequest, read_request
 from .body import parse_object
 from .console import register_console
+from .forms import get_action_params, get_field_options
 from .lookup import get_related_options
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from .state import AppState
 
 MessageHandler = Callable[["AppState", dict[str, Any]], BaseResponse]
 
 #: Where the message name of the current request is kept in ``flask.g`` (for the log).
 MESSAGE_NAME_KEY = "flexactions_message"
+#: The key of ``execute_action`` params that may carry the Idempotency-Key instead of the header.
+KEY_PARAM = "request_id"
 
 
 def get_action_list(state: AppState, params: dict[str, Any]) -> BaseResponse:
     """Answer ``get_action_list``: the actions the caller may run, as a JSON array."""
     body = state.listing.body(g.get(CALLER_KEY))
     return current_app.response_class(body, mimetype="application/json")
+
+
+def execute_action(state: AppState, params: dict[str, Any]) -> BaseResponse:
+    """Answer ``execute_action``: read its params into one request and run it in the core."""
+
+    def read(attempt: Attempt) -> ExecuteRequest:
+        return read_request(
+            state,
+            attempt,
+            action=params.get("name"),
+            model=params.get("model"),
+            values=lambda: _input_values(params.get("params"), state.settings.max_depth),
+            id=params.get("id"),
+            ids=params.get("ids"),
+            inverse=params.get("inverseIds"),
+            dry_run=params.get("dry_run"),
+            key=_idempotency_key(params) if state.idempotency is not None else None,
+            door="messages",
+            ids_in_values=True,
+        )
+
+    return run_request(state, g.get(CALLER_KEY), "messages", read)
+
+
+def _input_values(raw: Any, max_depth: int) -> dict[str, Any]:
+    """The user's input values, ``params.params``: absent, an object or a JSON-encoded one."""
+    if raw is None:
+        return {}
+    if isinstance(raw, str):
+        return parse_object(raw, max_depth, "params.params")
+    if not isinstance(raw, dict):
+        raise ProtocolError("params.params must be an object of param names to values.")
+    return raw
+
+
+def _idempotency_key(params: dict[str, Any]) -> str | None:
+    """The key from the ``Idempotency-Key`` header or ``params.request_id`` (the same, if
+    both are sent)."""
+    header = request.headers.get(KEY_HEADER)
+    param = params.get(KEY_PARAM)
+    if param is not None and not isinstance(param, str):
+        raise ProtocolError(f"params.{KEY_PARAM} must be a string.")
+    if header is not None and param is not None and header != param:
+        raise ProtocolError(f"The {KEY_HEADER} header and params.{KEY_PARAM} differ.")
+    return header if header is not None else param
 
 
 def _jobs(state: AppState) -> JobStore:
@@ -208,4 +258,5 @@ def _unexpected_error(error: Exception) -> BaseResponse:
     ``got_request_exception``, propagate under testing, then a 500 by :func:`_http_error`)."""
     if not is_unavailable(error):
         raise error
-    return unexpected_error_response(error, f"The Flex Actions message {g.get(MESSAGE_NAME_KEY)!r}")
+    where = f"The Flex Actions message {g.get(MESSAGE_NAME_KEY)!r}"
+    return unexpected_error_response(error, where, _state().settings.retry_after)

@@ -87,17 +87,17 @@ def unavailable_response(message: str, retry_after: int) -> Response:
     return response
 
 
-def unexpected_error_response(error: Exception, context: str) -> Response:
+def unexpected_error_response(error: Exception, context: str, retry_after: int) -> Response:
     """The answer to an exception nothing else handled: 503 for a database outage (logged
     in one line), else a generic 500, logged with its traceback and sent to Flask's
     ``got_request_exception`` signal (where error trackers such as Sentry listen).
 
     :param context: what failed, for the log, e.g. ``"Flex action 'refund' on 'orders'"``.
+    :param retry_after: the seconds a 503 asks the client to wait.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if is_unavailable(error):
         app.logger.warning("%s: the database is unavailable (%s)", context, type(error).__name__)
-        retry_after = app.extensions["flexactions"].settings.retry_after
         return unavailable_response(DATABASE_UNAVAILABLE_MESSAGE, retry_after)
     app.logger.error("%s failed", context, exc_info=error)
     if has_request_context():

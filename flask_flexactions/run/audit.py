@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from ..access.caller import Caller
+from ..caller import Caller
 from ..errors import ErrorDict
 
 #: The table of :class:`TableAuditSink`, added to the app's SQLAlchemy metadata.
@@ -45,6 +45,9 @@ class AuditRecord:
     caller_scheme: str | None
     action: str | None
     model: str | None
+    #: Where the request came in: ``messages`` (the Messages URL), ``route`` (the action's
+    #: own route), ``mcp`` (an MCP tool); a background job's run keeps its request's door.
+    door: str | None
     #: ``{"ids": [...]}`` or ``{"count": n, "sha256": ...}``, with ``"inverse": true`` for
     #: ``inverseIds``; None for collection and common actions.
     target: dict[str, Any] | None
@@ -65,6 +68,7 @@ class Attempt:
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     action: str | None = None
     model: str | None = None
+    door: str | None = None
     target: dict[str, Any] | None = None
     params: dict[str, Any] | None = None
     secret: frozenset[str] = frozenset()
@@ -85,6 +89,7 @@ class Attempt:
             caller_scheme=caller.scheme if caller else None,
             action=self.action,
             model=self.model,
+            door=self.door,
             target=self.target,
             params=self.params,
             outcome=self.outcome,
@@ -153,6 +158,7 @@ def audit_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("caller_scheme", sa.String(32)),
         sa.Column("action", sa.String(255), index=True),
         sa.Column("model", sa.String(255)),
+        sa.Column("door", sa.String(16)),
         sa.Column("target", sa.JSON),
         sa.Column("params", sa.JSON),
         sa.Column("outcome", sa.String(16), nullable=False),
@@ -179,6 +185,7 @@ class TableAuditSink:
         for key in ("caller_id", "caller_name", "action", "model"):
             row[key] = _clip(row[key], 255)
         row["caller_scheme"] = _clip(row["caller_scheme"], 32)
+        row["door"] = _clip(row["door"], 16)
         with self.db.engine.begin() as connection:
             connection.execute(self.table.insert().values(**row))
 

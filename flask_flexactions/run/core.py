@@ -1,4 +1,10 @@
-"""Running one action: resolve its records and params, call the handler in one transaction."""
+"""The execution core: a request from any door runs here, under the same guarantees.
+
+A door reads its own wire format into one :class:`~.request.ExecuteRequest` (see
+:func:`run_request`); the core checks who may run it, reserves its Idempotency-Key, resolves
+its records and params, calls the handler (or queues a job) in one transaction, and writes
+the attempt to the audit log.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app, g, request
+import sqlalchemy as sa
+from flask import current_app, g
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..access.caller import CALLER_KEY, Caller, is_anonymous
-from ..access.permissions import may_run
+from ..caller import CALLER_KEY, Caller, is_anonymous
 from ..declare.actions import Action, ActionKind
-from ..declare.fields import ForeignKey
-from ..doors.body import parse_object
-from ..errors import ActionError, ErrorDict, PermissionDenied, ProtocolError, validation_messages
+from ..declare.fields import ForeignKey, loading_related
+from ..errors import ActionError, ErrorDict, ProtocolError, validation_messages
 from .answers import (
     INTERNAL_ERROR_MESSAGE,
     error_response,
@@ -26,20 +31,23 @@ from .answers import (
     unavailable_response,
     unexpected_error_response,
 )
-from .audit import Attempt, AuditRecord, AuditSink, redact_params, summarize_target
+from .audit import Attempt, AuditRecord, AuditSink
 from .downloads import secure_content_disposition
-from .dry_run import dry_run, wants_dry_run
-from .dynamic import complete_params
-from .idempotency import IdempotencyStore, Reservation, fingerprint, idempotency_key
-from .jobs import DATABASE_LOST, JobCancelled, JobStore
+from .dry_run import dry_run
+from .forms import complete_params
+from .idempotency import IdempotencyStore, Reservation
+from .jobs import DATABASE_LOST, JobStore, RetryLater, caller_from_json
+from .leases import LeaseKeeper
 from .locking import lock_rows, supports_row_locks
 from .outages import is_unavailable
 from .per_record import run_per_record
+from .progress import JOB_KEY, JobCancelled, RunningJob
+from .request import ExecuteRequest, read_request
 from .sealing import SealBroken
-from .selection import hoist_selection, load_rows, parse_selection
+from .selection import NO_RECORDS, load_rows
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from .runtime import Runtime
 
 
 #: Refusals for a caller who cannot be told apart from others (see ``is_anonymous``).
@@ -52,14 +60,17 @@ ANONYMOUS_JOB = (
     "Caller(id=...) (or a user object with an id attribute) from your authenticator."
 )
 
+#: A door's reader: fills the attempt as it learns the request, returns the request.
+Reader = Callable[[Attempt], ExecuteRequest]
 
-def execute_action(state: AppState, request_params: dict[str, Any]) -> BaseResponse:
-    """Answer an ``execute_action`` message (the request's ``params`` object), and write the
-    attempt to the audit log when one is configured."""
-    attempt = Attempt(caller=g.get(CALLER_KEY))
+
+def run_request(runtime: Runtime, caller: Caller | None, door: str, read: Reader) -> BaseResponse:
+    """Read one request with the door's ``read`` and run it; the attempt goes to the audit
+    log, whether it ran, failed or was refused while being read."""
+    attempt = Attempt(caller=caller, door=door)
     status = 500
     try:
-        response = _execute(state, request_params, attempt)
+        response = execute(runtime, read(attempt), attempt)
         status = response.status_code
         return response
     except (ProtocolError, HTTPException) as error:
@@ -70,70 +81,54 @@ def execute_action(state: AppState, request_params: dict[str, Any]) -> BaseRespo
             attempt.outcome = "refused" if status == 403 else "invalid"
         raise
     finally:
-        if state.audit is not None:
-            _write_audit(state.audit, attempt.record(status))
+        if runtime.audit is not None:
+            _write_audit(runtime.audit, attempt.record(status))
 
 
-def _execute(state: AppState, request_params: dict[str, Any], attempt: Attempt) -> BaseResponse:
-    name = request_params.get("name")
-    if not isinstance(name, str) or not name:
-        raise ProtocolError("execute_action needs params.name, the action's name.")
-    model = request_params.get("model")
-    if model is not None and not isinstance(model, str):
-        raise ProtocolError("params.model must be the collection's name, a string.")
-    attempt.action, attempt.model = name, model
-    action = state.registry.find(model or None, name)
-    attempt.secret = action.params.secret_names
-    _check_permission(action, model)
-    values = _user_values(request_params.get("params"), state.settings.max_depth)
-    if action.for_instance:
-        # Jobs and Idempotency-Key fingerprints keep the selection wherever it was sent.
-        request_params = hoist_selection(request_params, values, action)
-    if state.audit is not None:
-        attempt.params = redact_params(values, attempt.secret)
-        if action.for_instance:
-            attempt.target = _target(request_params)
-    caller = attempt.caller
-    if action.background and is_anonymous(caller):
+def execute(runtime: Runtime, request: ExecuteRequest, attempt: Attempt) -> BaseResponse:
+    """Run ``request``: its answer, or the stored answer of its Idempotency-Key."""
+    caller = request.caller
+    if request.action.background and is_anonymous(caller):
         raise ProtocolError(ANONYMOUS_JOB, status=400)
     reservation = None
-    if state.idempotency is not None:
-        key = idempotency_key(request, request_params)
-        if key is not None:
-            if caller is None or is_anonymous(caller):
-                raise ProtocolError(ANONYMOUS_KEY, status=400)
-            scope = f"{caller.scheme}:{caller.id}|{model}|{action.name}"
-            reserved = state.idempotency.reserve_in(
-                state.db.session, scope, key, fingerprint(request_params)
-            )
-            if isinstance(reserved, BaseResponse):
-                attempt.outcome = "replayed"
-                return reserved
-            reservation = reserved
-    return _run(state, action, model, request_params, values, attempt, reservation)
+    store = runtime.idempotency
+    if request.key is not None and store is not None:
+        if is_anonymous(caller):
+            raise ProtocolError(ANONYMOUS_KEY, status=400)
+        scope = f"{caller.scheme}:{caller.id}|{request.model}|{request.action.name}"
+        reserved = store.reserve_in(runtime.db.session, scope, request.key, request.fingerprint())
+        if isinstance(reserved, BaseResponse):
+            attempt.outcome = "replayed"
+            return reserved
+        reservation = reserved
+    return _run(runtime, request, attempt, reservation)
 
 
 def _run(
-    state: AppState,
-    action: Action,
-    model: str | None,
-    request_params: dict[str, Any],
-    values: dict[str, Any],
+    runtime: Runtime,
+    request: ExecuteRequest,
     attempt: Attempt,
     reservation: Reservation | None,
 ) -> BaseResponse:
     """Run the action for a request (or queue it, for ``background=True``), storing the answer
     of an ``Idempotency-Key`` with it."""
-    session = state.db.session
-    store = state.idempotency
-    jobs = state.jobs
+    action = request.action
+    session = runtime.db.session
+    store = runtime.idempotency
+    jobs = runtime.jobs
     queued: list[str] = []
 
     def enqueue(arguments: tuple[Any, ...]) -> dict[str, Any]:
         if jobs is None:  # check_registrations refuses such actions before any message
             raise RuntimeError("A background action ran with no job store.")
         job_id = jobs.create_in(
-            session, action, model, request_params, values, attempt.caller or Caller()
+            session,
+            action,
+            request.model,
+            request.caller,
+            request.selection,
+            request.values,
+            request.door,
         )
         queued.append(job_id)
         selected = len(arguments[0]) if action.kind is ActionKind.BULK else None
@@ -151,7 +146,7 @@ def _run(
     invoke = enqueue if action.background else None
     # A reserved key's row is in the run's transaction: whatever rolls the run back (a
     # protocol error, a crash) frees the key with it.
-    ran = _transact(state, action, model, request_params, values, attempt, invoke, store_answer)
+    ran = _transact(runtime, request, attempt, invoke, store_answer)
     if not ran.committed and not ran.release and reservation is not None and store is not None:
         try:
             store.remember(session, reservation, ran.response)
@@ -159,6 +154,8 @@ def _run(
             current_app.logger.exception("Storing the answer of an Idempotency-Key failed")
     if ran.committed and queued and jobs is not None:
         attempt.outcome = "queued"
+        if jobs.inline:
+            return _run_inline(runtime, queued[0], ran.response, reservation)
         try:
             jobs.dispatch(queued[0])
         except Exception:
@@ -169,15 +166,10 @@ def _run(
             attempt.outcome = "failed"
             return unavailable_response(
                 "The job could not be queued (is the broker up?); retry.",
-                state.settings.retry_after,
+                runtime.settings.retry_after,
             )
-        if jobs.inline:
-            response = json_response(jobs.settled_answer(queued[0], ran.response.get_json()))
-            if reservation is not None and store is not None:
-                _store_settled(store, reservation, response)
-            return response
     if reservation is not None or queued:
-        state.housekeeping.run_if_due(state)
+        runtime.housekeeping.run_if_due()
     return ran.response
 
 
@@ -196,11 +188,8 @@ class _Ran:
 
 
 def _transact(
-    state: AppState,
-    action: Action,
-    model: str | None,
-    request_params: dict[str, Any],
-    values: dict[str, Any],
+    runtime: Runtime,
+    request: ExecuteRequest,
     attempt: Attempt,
     invoke: Callable[[tuple[Any, ...]], Any] | None,
     before_commit: Callable[[BaseResponse], None],
@@ -210,24 +199,24 @@ def _transact(
     Failures that roll back become answers; protocol errors propagate after the rollback.
     ``before_commit`` may write the answer inside the same transaction.
     """
-    session = state.db.session
-    rehearsal = False
+    action = request.action
+    session = runtime.db.session
     try:
-        rehearsal = wants_dry_run(request_params)
-        arguments = _resolve(state, action, model, request_params, values)
-        complete_params(action, model, arguments, values)
-        if rehearsal:
-            return _Ran(dry_run(state, action, arguments, attempt), release=True)
+        with loading_related(runtime.related_rows(request.caller)):
+            arguments = _resolve(runtime, request)
+            complete_params(action, request.model, arguments, dict(request.values))
+        if request.dry_run:
+            return _Ran(dry_run(session, action, arguments, attempt), release=True)
         if invoke is not None:
             answer = invoke(arguments)
         else:
             if action.lock and supports_row_locks(session):
-                lock_rows(session, _lockable(action, arguments), state.settings.id_chunk_size)
+                lock_rows(session, _lockable(action, arguments), runtime.settings.id_chunk_size)
             attempt.handler_called = True
             if action.atomic:
                 answer = success_answer(action.handler(*arguments))
             else:
-                key = action.collection(model or "").pk_attribute.key
+                key = (request.collection or action.collections[0]).pk_attribute.key
                 answer = run_per_record(session, action.handler, arguments[0], arguments[1], key)
         if isinstance(answer, dict) and answer["result"] is False and action.atomic:
             raise _Refused(answer)
@@ -250,7 +239,7 @@ def _transact(
             attempt.errors = validation_messages(error.messages)
         attempt.outcome = "failed" if attempt.handler_called else "invalid"
         # A dry run never answers for the real run that follows, even when it fails.
-        return _Ran(error_response(attempt.errors), release=rehearsal)
+        return _Ran(error_response(attempt.errors), release=request.dry_run)
     except JobCancelled as cancelled:
         _rollback(session)
         attempt.outcome = "failed"
@@ -261,7 +250,8 @@ def _transact(
     except Exception as error:
         _rollback(session)
         attempt.outcome = "failed" if attempt.handler_called else "invalid"
-        response = unexpected_error_response(error, f"Flex action {action.name!r} on {model!r}")
+        where = f"Flex action {action.name!r} on {request.model!r}"
+        response = unexpected_error_response(error, where, runtime.settings.retry_after)
         return _Ran(response, release=True, unavailable=is_unavailable(error))
     attempt.outcome = "ran"
     if isinstance(answer, dict) and answer["result"] is False:
@@ -269,30 +259,57 @@ def _transact(
     return _Ran(response, committed=True)
 
 
-def run_job(state: AppState, jobs: JobStore, row: Any) -> None:
-    """Run a background job in the worker: the same resolution, checks and transaction as a
-    request, its answer stored on the job. A database outage while recording a run that
-    rolled back raises :class:`~.jobs.RetryLater`, which the task retries."""
-    caller: Caller = g.get(CALLER_KEY)
-    attempt = Attempt(caller=caller, action=row.action, model=row.model)
+def run_job(runtime: Runtime, job_id: str) -> None:
+    """Run a queued background job once, in the worker (or in the request, inline): claim
+    it, keep its lease alive while it runs, and record how it ended.
+
+    A database outage while claiming the job or recording its end raises
+    :class:`~.jobs.RetryLater`, which the Celery task retries.
+    """
+    jobs = runtime.jobs
+    if jobs is None:
+        raise RuntimeError("A background job ran with no job store.")
+    row = jobs.claim(job_id)
+    if row is None:
+        return
+    setattr(g, CALLER_KEY, caller_from_json(row.caller))
+    engine = runtime.db.engine
+    setattr(g, JOB_KEY, RunningJob(engine, jobs.table, job_id))
+    try:
+        if isinstance(engine.pool, (sa.pool.StaticPool, sa.pool.SingletonThreadPool)):
+            _run_claimed(runtime, jobs, row)  # one shared connection: no lease thread
+        else:
+            with LeaseKeeper(engine, jobs.table, job_id, jobs.lease):
+                _run_claimed(runtime, jobs, row)
+    finally:
+        g.pop(JOB_KEY, None)
+
+
+def _run_claimed(runtime: Runtime, jobs: JobStore, row: Any) -> None:
+    """Run the claimed job ``row``: its stored request read again, checked and run in one
+    transaction as from its door, its answer stored on the job."""
+    stored = row.request
+    attempt = Attempt(caller=g.get(CALLER_KEY), door=stored.get("door"))
     status = 500
     #: How a run that did not commit ended: the job's final state and its answer.
     ended: tuple[str, BaseResponse] | None = None
     try:
-        action = state.registry.find(row.model or None, row.action)
-        attempt.secret = action.params.secret_names
-        values = jobs.request_values(row)
-        request_params = {**(row.request.get("selection") or {}), "name": row.action}
-        if state.audit is not None:
-            attempt.params = redact_params(values, attempt.secret)
-            if action.for_instance:
-                attempt.target = _target(request_params)
-        _check_permission(action, row.model)
+        selection = stored.get("selection") or {}
+        request = read_request(
+            runtime,
+            attempt,
+            action=row.action,
+            model=row.model,
+            values=jobs.request_values(row),
+            ids=selection.get("ids"),
+            inverse=selection.get("inverseIds"),
+            door=stored.get("door") or "messages",
+        )
 
         def finish_in(response: BaseResponse) -> None:
-            jobs.finish_in(state.db.session, row.id, response)
+            jobs.finish_in(runtime.db.session, row.id, response)
 
-        ran = _transact(state, action, row.model, request_params, values, attempt, None, finish_in)
+        ran = _transact(runtime, request, attempt, None, finish_in)
         status = ran.response.status_code
         if ran.unavailable:
             ended = ("failed", message_error(DATABASE_LOST, 200))
@@ -311,8 +328,8 @@ def run_job(state: AppState, jobs: JobStore, row: Any) -> None:
             current_app.logger.exception("Flex background job %s failed", row.id)
             ended = ("failed", message_error(INTERNAL_ERROR_MESSAGE, 200))
     finally:
-        if state.audit is not None:
-            _write_audit(state.audit, attempt.record(status))
+        if runtime.audit is not None:
+            _write_audit(runtime.audit, attempt.record(status))
     if ended is not None:
         jobs.finish(row.id, *ended)
 
@@ -340,30 +357,27 @@ def _lockable(action: Action, arguments: tuple[Any, ...]) -> list[Any]:
     return rows
 
 
-def _target(request_params: dict[str, Any]) -> dict[str, Any]:
-    """The selection as sent (hoisted out of the values already), for the audit log (never
-    raises)."""
-    raw = request_params.get("ids")
-    if isinstance(raw, str):
-        ids: list[Any] = raw.split(",") if raw else []
-    elif isinstance(raw, list):
-        ids = list(raw)
-    else:
-        ids = [] if raw is None else [raw]
-    if request_params.get("id") is not None:
-        ids.insert(0, request_params["id"])
-    inverse = request_params.get("inverseIds") is True
-    return summarize_target(ids, inverse)
-
-
-def _store_settled(
-    store: IdempotencyStore, reservation: Reservation, response: BaseResponse
-) -> None:
-    """Replace the "Queued" answer kept for a key with the answer of the inline run."""
+def _run_inline(
+    runtime: Runtime, job_id: str, queued: BaseResponse, reservation: Reservation | None
+) -> BaseResponse:
+    """Run a job in the request (``FLEXACTIONS_BACKGROUND_INLINE``) and answer with its true
+    state; a key's stored "Queued" answer is replaced by this one."""
+    jobs = runtime.jobs
+    assert jobs is not None
     try:
-        store.complete(reservation, response)
-    except Exception:
-        current_app.logger.exception("Storing the answer of an Idempotency-Key failed")
+        run_job(runtime, job_id)
+    except RetryLater:
+        # An inline run cannot be retried later: the job stays as it is until the sweep
+        # fails it (its lease or its queue timeout runs out).
+        current_app.logger.warning("Job %s met a database outage; left to the sweep", job_id)
+    response = json_response(jobs.settled_answer(job_id, queued.get_json()))
+    store = runtime.idempotency
+    if reservation is not None and store is not None:
+        try:
+            store.complete(reservation, response)
+        except Exception:
+            current_app.logger.exception("Storing the answer of an Idempotency-Key failed")
+    return response
 
 
 def _forget(store: IdempotencyStore | None, reservation: Reservation | None) -> None:
@@ -382,51 +396,27 @@ def _write_audit(sink: AuditSink, record: AuditRecord) -> None:
         current_app.logger.exception("Writing the Flex Actions audit record failed")
 
 
-def _check_permission(action: Action, model: str | None) -> None:
-    """Refuse (403) before anything is parsed or loaded when the caller may not run it."""
-    collection = action.collection(model) if model and action.collections else None
-    caller = g.get(CALLER_KEY)
-    if may_run(caller, action, collection.model if collection else None):
-        return
-    if caller.read_only:
-        raise PermissionDenied("Read-only users may not run actions.")
-    raise PermissionDenied(f"You may not run the action {action.name!r}.")
-
-
-def _user_values(raw: Any, max_depth: int) -> dict[str, Any]:
-    """A copy of the user's input values; ``params`` may be absent or a JSON-encoded object."""
-    if raw is None:
-        return {}
-    if isinstance(raw, str):
-        return parse_object(raw, max_depth, "params.params")
-    if not isinstance(raw, dict):
-        raise ProtocolError("params.params must be an object of param names to values.")
-    return dict(raw)
-
-
-def _resolve(
-    state: AppState,
-    action: Action,
-    model: str | None,
-    request_params: dict[str, Any],
-    values: dict[str, Any],
-) -> tuple[Any, ...]:
+def _resolve(runtime: Runtime, request: ExecuteRequest) -> tuple[Any, ...]:
     """The handler's arguments; every failure is gathered into one ActionError."""
+    action = request.action
+    values = dict(request.values)
     kind = action.kind
     if kind is ActionKind.COMMON:
         return (action.params.load(values),)
-    collection = action.collection(model or "")
+    collection = request.collection
+    if collection is None:  # the registry finds model actions by their collection only
+        raise RuntimeError(f"The action {action.name!r} ran without its collection.")
     if kind is ActionKind.COLLECTION:
         return (collection.model, action.params.load(values))
-    settings = state.settings
-    selection = parse_selection(
-        request_params, values, action, collection, state.wide_integer_ids, settings.max_ids
-    )
+    selection = request.selection
+    if selection is None or selection.empty:
+        raise ActionError(NO_RECORDS)
     errors: ErrorDict = {}
     rows: list[Any] = []
     try:
-        restrict = state.restriction(collection, action)
-        rows = load_rows(state.db.session, collection, selection, settings.id_chunk_size, restrict)
+        restrict = runtime.restriction(collection, request.caller, action)
+        chunk_size = runtime.settings.id_chunk_size
+        rows = load_rows(runtime.db.session, collection, selection, chunk_size, restrict)
         if not rows:
             raise ActionError("No records selected: the collection has no rows to act on.")
     except ActionError as error:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app
@@ -14,23 +13,9 @@ from .audit import Attempt
 
 if TYPE_CHECKING:
     from ..declare.actions import Action
-    from ..extension import AppState
-
-#: What ``preview=`` accepts: called with the handler's arguments, returns a summary or None.
-Preview = Callable[..., "str | None"]
 
 #: The audit outcome of a dry run.
 DRY_RUN_OUTCOME = "dry_run"
-
-
-def check_preview(preview: Any, action_name: str) -> Preview | None:
-    """``preview`` if it is None or callable, else a ``TypeError`` naming the fix."""
-    if preview is None or callable(preview):
-        return preview  # type: ignore[no-any-return]
-    raise TypeError(
-        f"Action {action_name!r}: preview must be a function taking the handler's arguments "
-        f"and returning a summary text or None, got {preview!r}."
-    )
 
 
 def wants_dry_run(request_params: dict[str, Any]) -> bool:
@@ -42,7 +27,7 @@ def wants_dry_run(request_params: dict[str, Any]) -> bool:
 
 
 def dry_run(
-    state: AppState,
+    session: Any,
     action: Action,
     arguments: tuple[Any, ...],
     attempt: Attempt,
@@ -61,7 +46,7 @@ def dry_run(
                 "return a str or None."
             )
     finally:
-        _undo(state)
+        _undo(session)
     count = _count(action, arguments)
     attempt.outcome = DRY_RUN_OUTCOME
     return json_response(
@@ -88,8 +73,8 @@ def _count(action: Action, arguments: tuple[Any, ...]) -> int:
     return 1 if action.for_instance else 0
 
 
-def _undo(state: AppState) -> None:
+def _undo(session: Any) -> None:
     try:
-        state.db.session.rollback()
+        session.rollback()
     except Exception:
         current_app.logger.exception("Rolling back after a Flex action dry run failed")

@@ -11,25 +11,26 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from flask import current_app
 
+from .idempotency import IdempotencyStore
+from .jobs import JobStore
 from .outages import is_unavailable
-
-if TYPE_CHECKING:
-    from ..extension import AppState
 
 
 class Housekeeping:
-    """Runs :meth:`run` at most once per ``interval`` seconds in this process."""
+    """Sweeps ``jobs`` and ``keys``, and does it at most once per ``interval`` seconds in this
+    process when asked with :meth:`run_if_due`."""
 
-    def __init__(self, interval: int) -> None:
+    def __init__(self, interval: int, jobs: JobStore | None, keys: IdempotencyStore | None) -> None:
         self.interval = interval
+        self.jobs = jobs
+        self.keys = keys
         self._due = 0.0
         self._lock = threading.Lock()
 
-    def run_if_due(self, state: AppState) -> None:
+    def run_if_due(self) -> None:
         """Sweep if the interval has passed since the last sweep; failures are logged."""
         now = time.monotonic()
         if now < self._due or not self._lock.acquire(blocking=False):
@@ -38,7 +39,7 @@ class Housekeeping:
             if now < self._due:
                 return
             self._due = now + self.interval
-            self.run(state)
+            self.run()
         except Exception as error:
             if is_unavailable(error):
                 current_app.logger.warning("Flex Actions housekeeping: database unavailable")
@@ -47,11 +48,11 @@ class Housekeeping:
         finally:
             self._lock.release()
 
-    def run(self, state: AppState) -> dict[str, int]:
+    def run(self) -> dict[str, int]:
         """Fail stale jobs, delete expired jobs and keys now; returns how many of each."""
         counts: dict[str, int] = {}
-        if state.jobs is not None:
-            counts.update(state.jobs.sweep())
-        if state.idempotency is not None:
-            counts["expired_keys"] = state.idempotency.delete_expired()
+        if self.jobs is not None:
+            counts.update(self.jobs.sweep())
+        if self.keys is not None:
+            counts["expired_keys"] = self.keys.delete_expired()
         return counts

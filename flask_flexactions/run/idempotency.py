@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Request, current_app
+from flask import current_app
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..errors import ProtocolError
 
 #: The table of stored answers, added to the app's SQLAlchemy metadata.
 IDEMPOTENCY_TABLE = "flexactions_idempotency"
-#: The request header, and the key of ``execute_action`` params that may carry it instead.
+#: The request header that carries a key.
 KEY_HEADER = "Idempotency-Key"
-KEY_PARAM = "request_id"
 #: The columns that hold a stored answer.
 ANSWER_COLUMNS = ("state", "status", "headers", "body")
 #: Answer headers stored and replayed with the body.
@@ -29,27 +26,13 @@ REPLAYED_HEADERS = ("Content-Type", "Content-Disposition")
 _KEY = re.compile(r"[\x21-\x7e]{1,255}\Z")
 
 
-def idempotency_key(request: Request, request_params: Mapping[str, Any]) -> str | None:
-    """The key of this request, from the header or ``params.request_id``; 400 if malformed."""
-    header = request.headers.get(KEY_HEADER)
-    param = request_params.get(KEY_PARAM)
-    if param is not None and not isinstance(param, str):
-        raise ProtocolError(f"params.{KEY_PARAM} must be a string.")
-    if header is not None and param is not None and header != param:
-        raise ProtocolError(f"The {KEY_HEADER} header and params.{KEY_PARAM} differ.")
-    key = header if header is not None else param
-    if key is not None and not _KEY.match(key):
+def check_key(key: Any) -> str | None:
+    """An Idempotency-Key as sent (or None), or a 400 when it does not fit the grammar."""
+    if key is not None and (not isinstance(key, str) or not _KEY.match(key)):
         raise ProtocolError(
             f"An {KEY_HEADER} is 1 to 255 visible ASCII characters (no spaces), e.g. a UUID."
         )
     return key
-
-
-def fingerprint(request_params: Mapping[str, Any]) -> str:
-    """A digest of what the request asks, ``request_id`` aside."""
-    payload = {k: v for k, v in request_params.items() if k != KEY_PARAM}
-    text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def idempotency_table(metadata: sa.MetaData) -> sa.Table:

@@ -2,58 +2,41 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import os
-import time
 import uuid
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from flask import current_app, g
+from flask import current_app
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..access.caller import CALLER_KEY, Caller
+from ..caller import Caller
 from ..errors import FlexActionsError, NotFound, ProtocolError
-from .leases import HOST, LeaseKeeper, no_wait, utcnow, worker_gone
+from .leases import HOST, utcnow, worker_gone
 from .outages import is_unavailable
+from .progress import CANCELLED, latest_progress
 from .sealing import SecretBox
 
 if TYPE_CHECKING:
     from ..declare.actions import Action
-    from ..extension import AppState
+    from .selection import Selection
 
 #: The table of jobs, added to the app's SQLAlchemy metadata.
 JOBS_TABLE = "flexactions_jobs"
-#: The Celery task that runs a job, and the one that sweeps stale jobs and expired keys.
-TASK_NAME = "flask_flexactions.run_job"
-SWEEP_TASK_NAME = "flask_flexactions.sweep"
 #: Job states; the last three are final.
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = frozenset(STATES[2:])
-#: Where the running job is kept in ``flask.g`` for :func:`report_progress`.
-JOB_KEY = "flexactions_job"
-#: Seconds between two progress writes (the last one is always written).
-PROGRESS_INTERVAL = 0.2
-
 WORKER_LOST = "The worker running this job stopped; nothing it did was committed."
 DATABASE_LOST = "The database went away while this job ran; nothing it did was committed."
 NEVER_STARTED = "No worker started this job in time; nothing ran."
-CANCELLED = "Cancelled; nothing was committed."
-#: Celery retries of a job whose bookkeeping met a database outage, with their backoff.
-DATABASE_RETRIES = 20
-MAX_BACKOFF = 60
 
 
 #: What a finished job keeps of its request: nothing (values may hold secret params).
 CLEARED_REQUEST: dict[str, Any] = {}
-
-
-class JobCancelled(FlexActionsError):
-    """Raised by :func:`report_progress` when the job was asked to stop; do not catch it."""
 
 
 class RetryLater(FlexActionsError):
@@ -142,59 +125,8 @@ def caller_from_json(data: Mapping[str, Any]) -> Caller:
     )
 
 
-def report_progress(done: int, total: int | None = None, status: str | None = None) -> None:
-    """Report how far a background action is: ``done`` of ``total``, and a short text.
-
-    Outside a background job it does nothing, so one handler serves both ways. Writes are
-    throttled; when the job was asked to stop it raises :class:`JobCancelled`, which rolls the
-    run back.
-    """
-    job: _RunningJob | None = g.get(JOB_KEY)
-    if job is None:
-        return
-    job.report(done, total, status)
-
-
-@dataclasses.dataclass
-class _RunningJob:
-    store: JobStore
-    id: str
-    last_write: float = 0.0
-    #: The last progress reported, written with the answer even if SQLite skipped it.
-    latest: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def report(self, done: int, total: int | None, status: str | None) -> None:
-        self.latest.update(done=int(done), total=total)
-        if status is not None:
-            self.latest["status_text"] = str(status)[:255]
-        now = time.monotonic()
-        if now - self.last_write < PROGRESS_INTERVAL and (total is None or done < total):
-            return
-        self.last_write = now
-        values = dict(self.latest)
-        table = self.store.table
-        engine = self.store.db.engine
-        if isinstance(engine.pool, (sa.pool.StaticPool, sa.pool.SingletonThreadPool)):
-            # One shared connection (in-memory SQLite): a second one would end the run's own
-            # transaction. The progress is stored with the answer instead.
-            return
-        with engine.connect() as connection:
-            try:
-                with no_wait(connection):
-                    connection.execute(table.update().where(table.c.id == self.id).values(**values))
-                    connection.commit()
-            except sa.exc.OperationalError:
-                # SQLite while this run holds the write lock: progress is best effort there.
-                connection.rollback()
-            cancel = connection.execute(
-                sa.select(table.c.cancel_requested).where(table.c.id == self.id)
-            ).scalar()
-        if cancel:
-            raise JobCancelled(CANCELLED)
-
-
 class JobStore:
-    """Creates, runs and answers for background jobs, kept in :data:`JOBS_TABLE`.
+    """Creates, claims, finishes and answers for background jobs, kept in :data:`JOBS_TABLE`.
 
     :param lease: seconds a running job's worker is trusted alive without renewing its lease.
     :param queue_timeout: seconds a job may wait for a worker before it is failed.
@@ -204,7 +136,6 @@ class JobStore:
     def __init__(
         self,
         db: Any,
-        celery: Any,
         *,
         inline: bool,
         ttl: int,
@@ -213,23 +144,14 @@ class JobStore:
         secrets: SecretBox | None,
     ) -> None:
         self.db = db
-        self.celery = celery
         self.inline = inline
         self.ttl = ttl
         self.lease = lease
         self.queue_timeout = queue_timeout
         self.secrets = secrets
         self.table = jobs_table(db.metadata)
-        self.task = None
-        if celery is not None:
-            self.task = celery.task(
-                name=TASK_NAME,
-                bind=True,
-                acks_late=True,
-                reject_on_worker_lost=True,
-                ignore_result=True,
-            )(_run_job_task)
-            celery.task(name=SWEEP_TASK_NAME, ignore_result=True)(_sweep_task)
+        #: The Celery task that runs a job (see :func:`.worker.register_tasks`); None inline.
+        self.task: Any = None
 
     @property
     def available(self) -> bool:
@@ -243,36 +165,36 @@ class JobStore:
         session: Any,
         action: Action,
         model: str | None,
-        request_params: Mapping[str, Any],
-        values: Mapping[str, Any],
         caller: Caller,
+        selection: Selection | None,
+        values: Mapping[str, Any],
+        door: str,
     ) -> str:
-        """Add a queued job inside the request's transaction; returns its id.
+        """Add a queued job inside the request's transaction; returns its id. It keeps what
+        its worker needs to read the request again: the selection, the values and the door.
 
         The values of secret params are sealed (see :mod:`.sealing`), never stored as sent.
         """
         job_id = uuid.uuid4().hex
         now = _now()
-        selection = {
-            k: request_params[k] for k in ("id", "ids", "inverseIds") if k in request_params
-        }
         secret = action.params.secret_names
-        request: dict[str, Any] = {
-            "selection": selection,
+        kept: dict[str, Any] = {
+            "selection": selection.wire() if selection is not None else None,
             "values": {k: v for k, v in values.items() if k not in secret},
+            "door": door,
         }
         sealed = {k: v for k, v in values.items() if k in secret}
         if sealed:
             if self.secrets is None:  # check_registrations refuses such actions at start-up
                 raise RuntimeError("A job with secret params needs FLEXACTIONS_SECRET_KEY.")
-            request["sealed"] = self.secrets.seal(sealed)
+            kept["sealed"] = self.secrets.seal(sealed)
         session.execute(
             self.table.insert().values(
                 id=job_id,
                 action=action.name,
                 model=model,
                 caller=caller_to_json(caller),
-                request=request,
+                request=kept,
                 state="queued",
                 done=0,
                 cancel_requested=False,
@@ -283,16 +205,10 @@ class JobStore:
         return job_id
 
     def dispatch(self, job_id: str) -> None:
-        """Hand the committed job to Celery (or run it now, inline)."""
-        if self.task is not None and not self.inline:
-            self.task.apply_async((job_id,))
-            return
-        try:
-            self.run(job_id)
-        except RetryLater:
-            # Inline runs cannot be retried later: the job stays as it is until the sweep
-            # fails it (its lease or its queue timeout runs out).
-            current_app.logger.warning("Job %s met a database outage; left to the sweep", job_id)
+        """Hand the committed job to Celery."""
+        if self.task is None:  # check_registrations refuses background actions without one
+            raise RuntimeError("Background jobs run inline here: no Celery task to queue on.")
+        self.task.apply_async((job_id,))
 
     def request_values(self, row: Any) -> dict[str, Any]:
         """The values a job was queued with, its secret params unsealed."""
@@ -310,35 +226,19 @@ class JobStore:
 
     # Running, in the worker
 
-    def run(self, job_id: str) -> None:
-        """Run a queued job once. A job already started elsewhere is failed if its worker is
-        gone, else left to it; it is never run twice. A database outage while starting the
-        job raises :class:`RetryLater` and leaves it queued."""
+    def claim(self, job_id: str) -> Any:
+        """Claim a queued job for this process and return its row; None if there is nothing
+        to run (unknown, final, or running elsewhere: failed here if its worker is gone). A
+        job is never run twice. A database outage raises :class:`RetryLater`; the job stays
+        queued."""
         try:
-            row = self._start(job_id)
+            return self._claim(job_id)
         except Exception as error:
             if is_unavailable(error):
                 raise RetryLater(job_id) from error
             raise
-        if row is None:
-            return
-        from .core import run_job
 
-        setattr(g, CALLER_KEY, caller_from_json(row.caller))
-        setattr(g, JOB_KEY, _RunningJob(self, job_id))
-        engine = self.db.engine
-        try:
-            if isinstance(engine.pool, (sa.pool.StaticPool, sa.pool.SingletonThreadPool)):
-                run_job(current_app.extensions["flexactions"], self, row)  # one connection
-            else:
-                with LeaseKeeper(engine, self.table, job_id, self.lease):
-                    run_job(current_app.extensions["flexactions"], self, row)
-        finally:
-            g.pop(JOB_KEY, None)
-
-    def _start(self, job_id: str) -> Any:
-        """Claim a queued job for this process and return its row; None if there is nothing
-        to run (unknown, final, or running elsewhere: failed here if its worker is gone)."""
+    def _claim(self, job_id: str) -> Any:
         table = self.table
         now = _now()
         with self.db.engine.begin() as connection:
@@ -375,7 +275,7 @@ class JobStore:
                 finished_at=_now(),
                 lease_until=None,
                 request=CLEARED_REQUEST,
-                **_latest_progress(),
+                **latest_progress(),
                 **_answer_values(response),
             )
         ).rowcount
@@ -561,16 +461,11 @@ def _final_values(state: str, status: int, headers: dict[str, str], body: bytes)
         "finished_at": _now(),
         "lease_until": None,
         "request": CLEARED_REQUEST,
-        **_latest_progress(),
+        **latest_progress(),
         "answer_status": status,
         "answer_headers": headers,
         "answer_body": body,
     }
-
-
-def _latest_progress() -> dict[str, Any]:
-    job: _RunningJob | None = g.get(JOB_KEY)
-    return dict(job.latest) if job is not None else {}
 
 
 def _owns(caller: Caller, queued_by: Mapping[str, Any]) -> bool:
@@ -626,38 +521,3 @@ def _answer_values(response: BaseResponse) -> dict[str, Any]:
         "answer_headers": headers,
         "answer_body": response.get_data(),
     }
-
-
-def _run_job_task(task: Any, job_id: str, outcome: dict[str, Any] | None = None) -> None:
-    """The Celery task: run the job (or, on a retry, record how its run ended) inside the app
-    context the app's Celery Task pushes. A database outage retries it with a backoff."""
-    from flask import has_app_context
-
-    if not has_app_context():
-        raise RuntimeError(
-            "flask_flexactions jobs need the Flask app context in the worker: give your Celery "
-            "app a Task class that pushes app.app_context() (see the Flask docs, 'Background "
-            "Tasks with Celery')."
-        )
-    state = current_app.extensions["flexactions"]
-    state.housekeeping.run_if_due(state)
-    jobs: JobStore = state.jobs
-    try:
-        if outcome is None:
-            jobs.run(job_id)
-        else:
-            jobs.record(job_id, outcome)
-    except RetryLater as later:
-        retries = task.request.retries
-        raise task.retry(
-            args=(job_id,),
-            kwargs={"outcome": later.outcome},
-            countdown=min(2**retries, MAX_BACKOFF),
-            max_retries=DATABASE_RETRIES,
-        ) from later
-
-
-def _sweep_task() -> dict[str, int]:
-    """The Celery task that sweeps stale jobs and expired keys now (for Celery beat)."""
-    state: AppState = current_app.extensions["flexactions"]
-    return state.housekeeping.run(state)

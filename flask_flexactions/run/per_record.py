@@ -14,8 +14,8 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import NON_FIELD_ERRORS, ActionError, ErrorDict, ProtocolError, validation_messages
 from .answers import success_answer
-from .jobs import report_progress
 from .outages import is_unavailable
+from .progress import report_progress
 
 #: The error of a record whose handler raised something unexpected; details go to the log.
 RECORD_FAILED_MESSAGE = "The action failed on this record; the error has been logged."

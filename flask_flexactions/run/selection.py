@@ -25,32 +25,37 @@ class Selection:
     ids: tuple[Any, ...]
     inverse: bool = False
 
+    @property
+    def empty(self) -> bool:
+        """Whether it selects nothing: no ids, and not ``inverse``."""
+        return not self.ids and not self.inverse
+
+    def wire(self) -> dict[str, Any]:
+        """The selection as JSON: ``{"ids": [...], "inverseIds": bool}``, each id a number or
+        a string that parses back to the same key."""
+        ids = [v if isinstance(v, int) and not isinstance(v, bool) else str(v) for v in self.ids]
+        return {"ids": ids, "inverseIds": self.inverse}
+
 
 def parse_selection(
-    request_params: dict[str, Any],
-    values: dict[str, Any],
+    wire_ids: list[Any],
+    inverse: Any,
     action: Action,
     collection: Collection,
     wide_integer_ids: bool = False,
     max_ids: int | None = None,
 ) -> Selection:
-    """Read ``id``, ``ids`` and ``inverseIds`` from the request, or raise ProtocolError (400).
+    """Parse the ids a request sent (see :func:`wire_ids`) for ``collection``, or raise
+    ProtocolError (400). An empty selection is returned as it is: running on it is a business
+    error (``result: false``), answered by whoever runs it.
 
-    ``ids`` and ``inverseIds`` may also sit in the user's ``values`` (an older variant of the
-    protocol); they are taken out of ``values`` there unless the action declares such a param.
     ``wide_integer_ids`` allows 64-bit ids on every integer key (SQLite); more than
     ``max_ids`` ids is refused before any is parsed.
     """
-    request_params = hoist_selection(request_params, values, action)
-    raw_ids = request_params.get("ids")
-    inverse = request_params.get("inverseIds")
     if inverse is None:
         inverse = False
     if not isinstance(inverse, bool):
         raise ProtocolError("inverseIds must be true or false.")
-    wire_ids = _wire_ids(raw_ids)
-    if request_params.get("id") is not None:
-        wire_ids.insert(0, request_params["id"])
     if max_ids is not None and len(wire_ids) > max_ids:
         raise ProtocolError(
             f"Too many ids: {len(wire_ids)} sent, at most {max_ids} per request "
@@ -65,23 +70,32 @@ def parse_selection(
             raise ProtocolError(f"{action.name!r} is a record action: inverseIds needs bulk.")
         if len(ids) > 1:
             raise ProtocolError(f"{action.name!r} is a record action: send one id, not {len(ids)}.")
-    if not ids and not inverse:
-        raise ActionError("No records selected: send id, ids, or inverseIds.")
     return Selection(ids=ids, inverse=inverse)
 
 
-def hoist_selection(
-    request_params: dict[str, Any], values: dict[str, Any], action: Action
-) -> dict[str, Any]:
-    """``request_params`` with the ``ids`` and ``inverseIds`` that an older variant of the
-    protocol sends inside the user's ``values`` moved up (out of ``values``), unless the request
-    sends them itself or the action declares a param of that name."""
-    moved: dict[str, Any] = {
-        key: values.pop(key)
-        for key in ("ids", "inverseIds")
-        if key not in request_params and key in values and key not in action.params.names
-    }
-    return {**request_params, **moved} if moved else request_params
+def wire_ids(id: Any, ids: Any) -> list[Any]:
+    """The ids as sent: ``id`` first, then ``ids`` (an array, a comma-separated string or a
+    single integer); a ProtocolError (400) for any other shape."""
+    found = _wire_ids(ids)
+    if id is not None:
+        found.insert(0, id)
+    return found
+
+
+NO_RECORDS = "No records selected: send id, ids, or inverseIds."
+
+
+def selection_in_values(
+    values: dict[str, Any], declared: frozenset[str], ids: Any, inverse: Any
+) -> tuple[Any, Any]:
+    """``ids`` and ``inverse``, or, where the request did not send them, the ``ids`` and
+    ``inverseIds`` that an older variant of the protocol sends inside the input ``values``
+    (taken out of ``values``), unless the action declares a param of that name."""
+    if ids is None and "ids" in values and "ids" not in declared:
+        ids = values.pop("ids")
+    if inverse is None and "inverseIds" in values and "inverseIds" not in declared:
+        inverse = values.pop("inverseIds")
+    return ids, inverse
 
 
 def _wire_ids(raw: Any) -> list[Any]:

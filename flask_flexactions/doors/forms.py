@@ -1,5 +1,5 @@
-"""Dynamic forms: the ``get_field_options`` and ``get_action_params`` messages, and the
-defaults and computed choices ``execute_action`` applies once the rows are loaded."""
+"""Dynamic forms: the ``get_field_options`` and ``get_action_params`` messages, which ask
+for a SelectField's options and for the defaults computed from a record."""
 
 from __future__ import annotations
 
@@ -7,24 +7,23 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app, g
-from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..access.caller import CALLER_KEY
 from ..access.permissions import may_run
+from ..caller import CALLER_KEY
 from ..declare.actions import Action, ActionKind
-from ..declare.defaults import apply_defaults, record_params
 from ..declare.fields import Select
 from ..declare.models import Collection
-from ..declare.options import DynamicSelect, choose
-from ..doors.body import parse_object
-from ..errors import ActionError, ErrorDict, PermissionDenied, ProtocolError, validation_messages
-from .answers import error_response, json_response, unexpected_error_response
-from .selection import load_rows, parse_selection
+from ..declare.options import DynamicSelect
+from ..errors import ActionError, PermissionDenied, ProtocolError
+from ..run.answers import error_response, json_response, unexpected_error_response
+from ..run.forms import record_params
+from ..run.selection import NO_RECORDS, load_rows, parse_selection, selection_in_values, wire_ids
+from .body import parse_object
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from .state import AppState
 
 #: Options per page of ``get_field_options`` when the client names no ``limit``, and the most.
 DEFAULT_LIMIT = 50
@@ -88,41 +87,6 @@ def get_action_params(state: AppState, request_params: dict[str, Any]) -> BaseRe
 
     answer = _guarded(state, action, compute)
     return answer if isinstance(answer, BaseResponse) else json_response(answer)
-
-
-def complete_params(
-    action: Action, model: str | None, arguments: tuple[Any, ...], values: dict[str, Any]
-) -> None:
-    """After ``execute_action`` resolved the handler's ``arguments``: add the defaults of the
-    params the client left out, then check every dynamic SelectField value against the options
-    its function computes for these values and rows (``ActionError`` when it is not one)."""
-    apply_defaults(action, arguments)
-    dynamic = {
-        name: field
-        for name, field in action.params.schema.load_fields.items()
-        if isinstance(field, DynamicSelect)
-    }
-    if not dynamic:
-        return
-    loaded: dict[str, Any] = arguments[-1]
-    model_class = action.collection(model or "").model if action.collections else None
-    if action.kind is ActionKind.BULK:
-        rows = list(arguments[0])
-    else:
-        rows = [arguments[0]] if action.kind is ActionKind.RECORD else []
-    errors: ErrorDict = {}
-    for name, field in dynamic.items():
-        key = field.attribute or name
-        if key not in loaded:
-            continue
-        try:
-            loaded[key] = choose(field.compute(values, model_class, rows, None), loaded[key])
-        except ValidationError as error:
-            errors[field.data_key or name] = validation_messages(error.messages).get(
-                "non_field_errors", ["Not one of the allowed options."]
-            )
-    if errors:
-        raise ActionError(errors=errors)
 
 
 def _find_action(
@@ -290,15 +254,22 @@ def _selected_rows(
     if not action.for_instance or collection is None:
         return []
     settings = state.settings
-    try:
-        selection = parse_selection(
-            request_params, values, action, collection, state.wide_integer_ids, settings.max_ids
-        )
-    except ActionError:
+    ids, inverse = selection_in_values(
+        values, action.params.names, request_params.get("ids"), request_params.get("inverseIds")
+    )
+    selection = parse_selection(
+        wire_ids(request_params.get("id"), ids),
+        inverse,
+        action,
+        collection,
+        state.wide_integer_ids,
+        settings.max_ids,
+    )
+    if selection.empty:
         if required:
-            raise
+            raise ActionError(NO_RECORDS)
         return []
-    restrict = state.restriction(collection, action)
+    restrict = state.restriction(collection, g.get(CALLER_KEY), action)
     return load_rows(state.db.session, collection, selection, settings.id_chunk_size, restrict)
 
 
@@ -316,9 +287,8 @@ def _guarded(
     except (ProtocolError, HTTPException):
         raise
     except Exception as error:
-        return unexpected_error_response(
-            error, f"The dynamic params of Flex action {action.name!r}"
-        )
+        where = f"The dynamic params of Flex action {action.name!r}"
+        return unexpected_error_response(error, where, state.settings.retry_after)
     finally:
         try:
             session.rollback()

@@ -1,0 +1,66 @@
+"""What the extension keeps per app, in ``app.extensions["flexactions"]``: the run layer's
+services, and what the doors add to them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..access.auth import Authentication, Authenticator
+from ..access.listing import ActionListing
+from ..config import Settings
+from ..declare.actions import ActionRegistry
+from ..declare.hooks import ScopeHook
+from ..run.audit import make_sink
+from ..run.housekeeping import Housekeeping
+from ..run.idempotency import IdempotencyStore
+from ..run.jobs import JobStore
+from ..run.runtime import Runtime
+from ..run.sealing import SecretBox
+from ..run.worker import register_tasks
+
+
+class AppState(Runtime):
+    """The per-app state: a :class:`~..run.runtime.Runtime` (database, actions, settings,
+    stores), the authentication of requests and the cached action listings.
+
+    :param authenticator: returns the custom authenticator registered on the extension, if
+        any (read at each request, so one registered after ``init_app`` counts).
+    """
+
+    def __init__(
+        self,
+        db: Any,
+        registry: ActionRegistry,
+        scopes: dict[type[Any], ScopeHook],
+        settings: Settings,
+        authenticator: Callable[[], Authenticator | None],
+        celery: Any = None,
+    ) -> None:
+        idempotency = (
+            IdempotencyStore(db, settings.idempotency_ttl) if settings.idempotency else None
+        )
+        jobs = None
+        if celery is not None or settings.background_inline:
+            jobs = JobStore(
+                db,
+                inline=settings.background_inline,
+                ttl=settings.job_ttl,
+                lease=settings.job_lease,
+                queue_timeout=settings.job_queue_timeout,
+                secrets=SecretBox(settings.secret_key) if settings.secret_key else None,
+            )
+            if celery is not None:
+                jobs.task = register_tasks(celery)
+        super().__init__(
+            db,
+            registry,
+            scopes,
+            settings,
+            audit=make_sink(settings.audit, db),
+            idempotency=idempotency,
+            jobs=jobs,
+            housekeeping=Housekeeping(settings.sweep_interval, jobs, idempotency),
+        )
+        self.authenticate = Authentication(settings, authenticator)
+        self.listing = ActionListing(registry)
