@@ -7,6 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import fields
 from .caller import Caller, current_caller
 from .declare.actions import Action, ActionKind
+from .declare.hooks import Scope
 from .declare.options import DynamicSelect
 from .errors import (
     ActionError,
@@ -36,6 +37,7 @@ __all__ = [
     "JobCancelled",
     "PermissionDenied",
     "Result",
+    "Scope",
     "ServiceUnavailable",
     "__version__",
     "current_caller",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, current_app
 
 from .access.auth import Authenticator
+from .caller import Caller
 from .config import load_settings
 from .declare.actions import Action, ActionRegistry, ParamsDeclaration, make_action
 from .declare.hooks import Permission, Preview, ScopeHook, check_scope
@@ -186,32 +187,44 @@ class FlexActions:
         self.registry.add(action)
         return action
 
-    def scope(self, model: type[Any]) -> Callable[[S], S]:
+    def scope(
+        self, model: type[Any], *, cache_key: Callable[[Caller], Hashable] | None = None
+    ) -> Callable[[S], S]:
         """Register the decorated ``hook(statement, caller) -> statement`` as the scope of
         ``model`` and return it unchanged.
 
         Every record, bulk and ``inverseIds`` selection of ``model`` and every ForeignKey param
         pointing to it loads rows through the hook; rows outside it are treated exactly like
         rows that do not exist.
+
+        :param cache_key: what the hook's result depends on, as a hashable value of the
+            caller (e.g. ``lambda caller: caller.roles``): the scoped statements are then
+            built once per value instead of once per request. See :class:`~.Scope`.
         """
 
         def decorator(hook: S) -> S:
-            self.register_scope(model, hook)
+            self.register_scope(model, hook, cache_key=cache_key)
             return hook
 
         return decorator
 
-    def register_scope(self, model: type[Any], hook: ScopeHook) -> None:
+    def register_scope(
+        self,
+        model: type[Any],
+        hook: ScopeHook,
+        *,
+        cache_key: Callable[[Caller], Hashable] | None = None,
+    ) -> None:
         """Register ``hook`` as the scope of ``model``; the plain twin of :meth:`scope`."""
         mapper_of(model)
-        check_scope(hook, f"The scope of {model.__name__}")
-        if hook is None:
+        scope = check_scope(hook, f"The scope of {model.__name__}", cache_key)
+        if scope is None:
             raise TypeError(f"The scope of {model.__name__} must be a callable, not None.")
         if model in self.scopes:
             raise ValueError(
                 f"{model.__name__} already has a scope hook; combine both conditions in one."
             )
-        self.scopes[model] = hook
+        self.scopes[model] = scope
 
     def authenticator(self, function: A) -> A:
         """Register ``function(request)`` as the custom authenticator and return it unchanged.

@@ -434,6 +434,57 @@ def test_every_attempt_is_recorded_once_without_secrets(
 
 
 @pytest.mark.parametrize("config", [{"FLEXACTIONS_AUDIT": "table"}])
+def test_a_committed_run_writes_its_record_in_its_own_transaction(
+    app: Flask, flex: FlexActions, client: FlaskClient, audited: None
+) -> None:
+    """One COMMIT for the run and its record; a run that rolled back keeps its record too."""
+    commits: list[int] = []
+
+    def count(connection: Any) -> None:
+        commits.append(1)
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "commit", count)
+    try:
+        ran = execute(client, name="set_password", model="users", id=1, params={"password": "x"})
+        assert ran.get_json() == {"result": True, "message": "ok"}
+        assert len(commits) == 1
+        refused = {"password": "x", "mode": "refuse"}
+        execute(client, name="set_password", model="users", id=1, params=refused)
+        assert len(commits) == 2  # rolled back, then the record on a connection of its own
+    finally:
+        sa.event.remove(engine, "commit", count)
+    with app.app_context():
+        outcomes = [record.outcome for record in flex.audit_records()]
+    assert outcomes == ["failed", "ran"]
+
+
+@pytest.mark.parametrize("config", [{"FLEXACTIONS_AUDIT": "table"}])
+def test_a_commit_that_fails_still_leaves_one_record(
+    app: Flask, flex: FlexActions, client: FlaskClient, audited: None, monkeypatch: Any
+) -> None:
+    """The record written inside the transaction is lost with it; the attempt is then
+    recorded on a connection of its own, once, with the answer the client got."""
+    from tests.test_outages import DriverError
+
+    def lost_connection(*args: Any, **kwargs: Any) -> None:
+        raise sa.exc.OperationalError("COMMIT", {}, DriverError("08006"))
+
+    with app.app_context():
+        monkeypatch.setattr(type(db.session()), "commit", lost_connection)
+        response = execute(
+            client, name="set_password", model="users", id=1, params={"password": "x"}
+        )
+        monkeypatch.undo()
+    assert response.status_code == 503
+    with app.app_context():
+        records = flex.audit_records()
+    assert [(record.outcome, record.status) for record in records] == [("failed", 503)]
+    assert names(app)[1] == "user1"
+
+
+@pytest.mark.parametrize("config", [{"FLEXACTIONS_AUDIT": "table"}])
 def test_audit_read_api_filters(
     app: Flask, flex: FlexActions, client: FlaskClient, audited: None
 ) -> None:

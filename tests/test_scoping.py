@@ -222,3 +222,141 @@ def test_the_console_lookup_searches_only_rows_in_scope(
     )
     assert response.status_code == 200
     assert [row["id"] for row in response.get_json()["results"]] == [1]
+
+
+# Scope hooks that declare what they depend on: their statements are built once per value
+
+
+@pytest.fixture
+def keyed(app: Flask, flex: FlexActions) -> dict[str, Any]:
+    """Orders scoped by the caller's id, declared as the hook's cache key; counts hook calls."""
+    seen: dict[str, Any] = {"hook_calls": [], "refunded": []}
+    with app.app_context():
+        db.session.add_all([User(id=1, name="ann"), User(id=2, name="bob")])
+        db.session.flush()
+        db.session.add_all(
+            Order(id=order, user_id=owner, total=decimal.Decimal(10))
+            for order, owner in OWNERS.items()
+        )
+        db.session.commit()
+
+    @flex.authenticator
+    def by_header(request: Request) -> Caller:
+        return Caller(id=request.headers.get("X-User", "0"), roles=["staff"])
+
+    @flex.scope(Order, cache_key=lambda caller: caller.id)
+    def own_orders(statement: sa.Select[Any], caller: Caller) -> sa.Select[Any]:
+        seen["hook_calls"].append(caller.id)
+        return statement.where(Order.user_id == int(caller.id or 0))
+
+    @flex.action(Order, for_instance=True)
+    def refund(order: Order, params: dict[str, Any]) -> None:
+        seen["refunded"].append(order.id)
+
+    @flex.action(Order, bulk=True)
+    def close(orders: list[Order], params: dict[str, Any]) -> None:
+        seen["refunded"].append([order.id for order in orders])
+
+    return seen
+
+
+def as_user(client: FlaskClient, user: str, **params: Any) -> TestResponse:
+    return client.post(
+        URL, json={"name": "execute_action", "params": params}, headers={"X-User": user}
+    )
+
+
+def test_a_keyed_scope_runs_once_per_key_and_never_leaks(
+    client: FlaskClient, keyed: dict[str, Any]
+) -> None:
+    for order in (1, 2, 3, 1):
+        answer = as_user(client, "1", name="refund", model="orders", id=order).get_json()
+        assert answer == {"result": True}
+    assert as_user(client, "1", name="close", model="orders", ids=[1, 2]).get_json()["result"]
+    # The other caller gets statements of their own: user 1's orders stay out of reach.
+    refused = as_user(client, "2", name="refund", model="orders", id=1).get_json()
+    assert refused["result"] is False
+    assert as_user(client, "2", name="refund", model="orders", id=4).get_json()["result"]
+    assert keyed["hook_calls"] == ["1", "2"]
+    assert keyed["refunded"] == [1, 2, 3, 1, [1, 2], 4]
+
+
+def test_an_unhashable_key_falls_back_to_building_per_request(
+    app: Flask, flex: FlexActions, client: FlaskClient
+) -> None:
+    calls: list[int] = []
+
+    @flex.authenticator
+    def anyone(request: Request) -> Caller:
+        return Caller(id="7")
+
+    @flex.scope(User, cache_key=lambda caller: [caller.id])  # a list: not hashable
+    def everyone(statement: sa.Select[Any], caller: Caller) -> sa.Select[Any]:
+        calls.append(1)
+        return statement
+
+    @flex.action(User, for_instance=True)
+    def touch(user: User, params: dict[str, Any]) -> None:
+        pass
+
+    with app.app_context():
+        db.session.add(User(id=1, name="ann"))
+        db.session.commit()
+    for _ in range(2):
+        assert as_user(client, "7", name="touch", model="users", id=1).get_json()["result"]
+    assert calls == [1, 1]
+
+
+def test_an_action_scope_can_declare_its_key_with_scope(
+    app: Flask, flex: FlexActions, client: FlaskClient, keyed: dict[str, Any]
+) -> None:
+    from flask_flexactions import Scope
+
+    hook_calls: list[str] = []
+
+    def not_3(statement: sa.Select[Any], caller: Caller) -> sa.Select[Any]:
+        hook_calls.append(caller.id or "")
+        return statement.where(Order.id != 3)
+
+    @flex.action(Order, bulk=True, scope=Scope(not_3, cache_key=lambda caller: "all"))
+    def close_but_3(orders: list[Order], params: dict[str, Any]) -> str:
+        return ",".join(str(order.id) for order in orders)
+
+    for user in ("1", "1"):
+        answer = as_user(client, user, name="close_but_3", model="orders", inverseIds=True)
+        assert answer.get_json() == {"result": True, "message": "1,2"}
+    assert hook_calls == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("hook", "cache_key", "message"),
+    [
+        (lambda s, c: s, "roles", "cache_key must be a callable"),
+        ("not a hook", None, "scope must be a callable"),
+    ],
+)
+def test_bad_scope_declarations(flex: FlexActions, hook: Any, cache_key: Any, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        flex.register_scope(Order, hook, cache_key=cache_key)
+
+
+def test_a_key_given_twice_is_refused(flex: FlexActions) -> None:
+    from flask_flexactions import Scope
+
+    with pytest.raises(TypeError, match="give cache_key once"):
+        flex.register_scope(Order, Scope(lambda s, c: s, lambda c: 1), cache_key=lambda c: 2)
+
+
+def test_the_scope_cache_is_bounded() -> None:
+    from flask_flexactions.access.scoping import ScopeCache
+    from flask_flexactions.declare.hooks import Scope
+    from flask_flexactions.declare.models import Collection
+
+    cache = ScopeCache(size=2)
+    collection = Collection.of(Order)
+    hook = Scope(lambda statement, caller: statement, cache_key=lambda caller: caller.id)
+    first = cache.rows(collection, (hook,), Caller(id="1"))
+    assert cache.rows(collection, (hook,), Caller(id="1")) is first
+    cache.rows(collection, (hook,), Caller(id="2"))
+    cache.rows(collection, (hook,), Caller(id="3"))  # a third key: the cache starts anew
+    assert cache.rows(collection, (hook,), Caller(id="1")) is not first

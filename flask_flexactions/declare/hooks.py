@@ -6,7 +6,8 @@ They are checked here when the action is declared; :mod:`..access` and :mod:`..r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,6 +28,24 @@ ScopeHook = Callable[[sa.Select[Any], Caller], sa.Select[Any]]
 Preview = Callable[..., "str | None"]
 
 
+@dataclass(frozen=True)
+class Scope:
+    """A scope hook, with what its result depends on.
+
+    ``cache_key(caller)`` returns a hashable value such that two callers with the same value
+    get the same narrowed statement from ``hook`` (for a hook that filters by role:
+    ``lambda caller: caller.roles``; by the caller's shop: ``lambda caller:
+    caller.user.shop_id``). The extension then builds the scoped statements once per value
+    instead of once per request. Without ``cache_key`` the hook runs at every request.
+    """
+
+    hook: ScopeHook
+    cache_key: Callable[[Caller], Hashable] | None = None
+
+    def __call__(self, statement: sa.Select[Any], caller: Caller) -> sa.Select[Any]:
+        return self.hook(statement, caller)
+
+
 def check_permission(permission: Any, action_name: str) -> Permission | None:
     """``permission`` if it is a valid declaration, else a ``TypeError`` naming the fix."""
     if permission is None or callable(permission):
@@ -39,10 +58,18 @@ def check_permission(permission: Any, action_name: str) -> Permission | None:
     )
 
 
-def check_scope(hook: Any, owner: str) -> ScopeHook | None:
-    """``hook`` if it is None or callable, else a ``TypeError`` naming the fix."""
-    if hook is None or callable(hook):
-        return hook  # type: ignore[no-any-return]
+def check_scope(hook: Any, owner: str, cache_key: Any = None) -> Scope | None:
+    """``hook`` as a :class:`Scope` (None stays None), else a ``TypeError`` naming the fix."""
+    if cache_key is not None and not callable(cache_key):
+        raise TypeError(f"{owner}: cache_key must be a callable of the caller, got {cache_key!r}.")
+    if hook is None:
+        return None
+    if isinstance(hook, Scope):
+        if cache_key is not None:
+            raise TypeError(f"{owner}: give cache_key once, in Scope(...) or beside it.")
+        return hook
+    if callable(hook):
+        return Scope(hook, cache_key)
     raise TypeError(
         f"{owner}: scope must be a callable (statement, caller) -> statement, got {hook!r}."
     )

@@ -269,8 +269,8 @@ def _selected_rows(
         if required:
             raise ActionError(NO_RECORDS)
         return []
-    restrict = state.restriction(collection, g.get(CALLER_KEY), action)
-    return load_rows(state.db.session, collection, selection, settings.id_chunk_size, restrict)
+    scoped = state.restriction(collection, g.get(CALLER_KEY), action)
+    return load_rows(state.db.session, collection, selection, settings.id_chunk_size, scoped)
 
 
 def _guarded(

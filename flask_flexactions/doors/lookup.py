@@ -100,10 +100,8 @@ def _related_rows(
 ) -> list[Any]:
     """One page of rows within the model's scope whose label contains ``search`` or whose
     id is ``search``."""
-    restrict = state.restriction(collection, g.get(CALLER_KEY))
-    query = sa.select(collection.model)
-    if restrict is not None:
-        query = restrict(query)
+    scoped = state.restriction(collection, g.get(CALLER_KEY))
+    query = sa.select(collection.model) if scoped is None else scoped.base
     if search:
         condition = sa.cast(label, sa.String).icontains(search, autoescape=True)
         try:

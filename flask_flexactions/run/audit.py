@@ -75,6 +75,8 @@ class Attempt:
     handler_called: bool = False
     outcome: str = "invalid"
     errors: ErrorDict | None = None
+    #: The record was written already, inside the run's committed transaction.
+    written: bool = False
 
     def record(self, status: int) -> AuditRecord:
         """The finished record, with errors of secret params redacted."""
@@ -172,22 +174,32 @@ def _clip(value: str | None, length: int) -> str | None:
     return value[:length] if value is not None else None
 
 
+def _row(record: AuditRecord) -> dict[str, Any]:
+    row = asdict(record)
+    for key in ("caller_id", "caller_name", "action", "model"):
+        row[key] = _clip(row[key], 255)
+    row["caller_scheme"] = _clip(row["caller_scheme"], 32)
+    row["door"] = _clip(row["door"], 16)
+    return row
+
+
 class TableAuditSink:
     """Stores records in the ``flexactions_audit`` table, each in a transaction of its own."""
 
     def __init__(self, db: Any) -> None:
         self.db = db
         self.table = audit_table(db.metadata)
+        self._insert = self.table.insert()
 
     def write(self, record: AuditRecord) -> None:
         """Insert ``record`` on a connection of its own, so a rolled-back action keeps it."""
-        row = asdict(record)
-        for key in ("caller_id", "caller_name", "action", "model"):
-            row[key] = _clip(row[key], 255)
-        row["caller_scheme"] = _clip(row["caller_scheme"], 32)
-        row["door"] = _clip(row["door"], 16)
         with self.db.engine.begin() as connection:
-            connection.execute(self.table.insert().values(**row))
+            connection.execute(self._insert, _row(record))
+
+    def write_in(self, session: Any, record: AuditRecord) -> None:
+        """Insert ``record`` inside the action's own transaction, which is about to commit:
+        it commits with the run's work, without a connection of its own."""
+        session.execute(self._insert, _row(record))
 
     def records(
         self,

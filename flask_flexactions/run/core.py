@@ -31,7 +31,7 @@ from .answers import (
     unavailable_response,
     unexpected_error_response,
 )
-from .audit import Attempt, AuditRecord, AuditSink
+from .audit import Attempt, AuditRecord, AuditSink, TableAuditSink
 from .downloads import secure_content_disposition
 from .dry_run import dry_run
 from .forms import complete_params
@@ -81,7 +81,7 @@ def run_request(runtime: Runtime, caller: Caller | None, door: str, read: Reader
             attempt.outcome = "refused" if status == 403 else "invalid"
         raise
     finally:
-        if runtime.audit is not None:
+        if runtime.audit is not None and not attempt.written:
             _write_audit(runtime.audit, attempt.record(status))
 
 
@@ -226,7 +226,17 @@ def _transact(
         else:
             response = json_response(answer)
         before_commit(response)
+        attempt.outcome = "ran"
+        if isinstance(answer, dict) and answer["result"] is False:
+            attempt.outcome, attempt.errors = "failed", answer.get("errors")
+        # A run that commits writes its audit record in its own transaction, unless it queued
+        # a job (its outcome is known once the job is handed to the broker).
+        audit = runtime.audit
+        in_transaction = invoke is None and isinstance(audit, TableAuditSink)
+        if isinstance(audit, TableAuditSink) and in_transaction:
+            audit.write_in(session, attempt.record(response.status_code))
         session.commit()
+        attempt.written = in_transaction
     except _Refused as refused:
         _rollback(session)
         attempt.outcome = "failed"
@@ -253,9 +263,6 @@ def _transact(
         where = f"Flex action {action.name!r} on {request.model!r}"
         response = unexpected_error_response(error, where, runtime.settings.retry_after)
         return _Ran(response, release=True, unavailable=is_unavailable(error))
-    attempt.outcome = "ran"
-    if isinstance(answer, dict) and answer["result"] is False:
-        attempt.outcome, attempt.errors = "failed", answer.get("errors")
     return _Ran(response, committed=True)
 
 
@@ -328,7 +335,7 @@ def _run_claimed(runtime: Runtime, jobs: JobStore, row: Any) -> None:
             current_app.logger.exception("Flex background job %s failed", row.id)
             ended = ("failed", message_error(INTERNAL_ERROR_MESSAGE, 200))
     finally:
-        if runtime.audit is not None:
+        if runtime.audit is not None and not attempt.written:
             _write_audit(runtime.audit, attempt.record(status))
     if ended is not None:
         jobs.finish(row.id, *ended)
@@ -414,9 +421,9 @@ def _resolve(runtime: Runtime, request: ExecuteRequest) -> tuple[Any, ...]:
     errors: ErrorDict = {}
     rows: list[Any] = []
     try:
-        restrict = runtime.restriction(collection, request.caller, action)
+        scoped = runtime.restriction(collection, request.caller, action)
         chunk_size = runtime.settings.id_chunk_size
-        rows = load_rows(runtime.db.session, collection, selection, chunk_size, restrict)
+        rows = load_rows(runtime.db.session, collection, selection, chunk_size, scoped)
         if not rows:
             raise ActionError("No records selected: the collection has no rows to act on.")
     except ActionError as error:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
-
-from ..access.scoping import Restriction, apply_scopes
+from ..access.scoping import ScopeCache, ScopedRows
 from ..caller import Caller
 from ..config import Settings
 from ..declare.actions import Action, ActionRegistry
@@ -52,23 +50,24 @@ class Runtime:
         self.idempotency = idempotency
         self.jobs = jobs
         self.housekeeping = housekeeping
+        self._scope_cache = ScopeCache()
         self._collections: dict[str, Collection | None] | None = None
         self._checked_version = -1
         self._wide_integer_ids: bool | None = None
 
     def restriction(
         self, collection: Collection, caller: Caller, action: Action | None = None
-    ) -> Restriction | None:
-        """Narrows a ``select(collection.model)`` to the rows ``caller`` may touch: the
+    ) -> ScopedRows | None:
+        """The statements that select rows of ``collection`` that ``caller`` may touch: the
         model's scope hook, then ``action``'s; None when neither is set."""
-        hooks = (self.scopes.get(collection.model), action.scope if action else None)
-        if hooks == (None, None):
+        hooks = tuple(
+            hook
+            for hook in (self.scopes.get(collection.model), action.scope if action else None)
+            if hook is not None
+        )
+        if not hooks:
             return None
-
-        def restrict(statement: sa.Select[Any]) -> sa.Select[Any]:
-            return apply_scopes(statement, hooks, caller)
-
-        return restrict
+        return self._scope_cache.rows(collection, hooks, caller)
 
     def collection(self, name: str) -> Collection:
         """The model whose wire name is ``name`` among the models of ``db``."""
@@ -157,8 +156,7 @@ class RelatedRows:
     def row(self, collection: Collection, key: Any) -> Any:
         """The row of ``collection`` with primary key ``key`` within its scope, or None."""
         runtime = self.runtime
-        if collection.model not in runtime.scopes:
+        scoped = runtime.restriction(collection, self.caller)
+        if scoped is None:
             return runtime.db.session.get(collection.model, key)
-        restrict = runtime.restriction(collection, self.caller)
-        statement = sa.select(collection.model).where(collection.pk_attribute == key)
-        return runtime.db.session.scalars(restrict(statement) if restrict else statement).first()
+        return runtime.db.session.scalars(scoped.by_id, {"id": key}).first()

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ..access.scoping import Restriction
+from ..access.scoping import ScopedRows
 from ..declare.actions import Action
 from ..declare.models import Collection
 from ..errors import NON_FIELD_ERRORS, ActionError, InvalidId, ProtocolError
@@ -120,19 +120,18 @@ def load_rows(
     collection: Collection,
     selection: Selection,
     chunk_size: int,
-    restrict: Restriction | None = None,
+    scoped: ScopedRows | None = None,
 ) -> list[Any]:
     """Load the selected rows with one ``SELECT ... WHERE pk IN (...)`` per chunk of ids.
 
     Rows come in the order of the ids sent, or in primary key order for ``inverseIds``. Any id
-    without a row raises :class:`ActionError` naming the missing ids. ``restrict`` narrows
+    without a row raises :class:`ActionError` naming the missing ids. ``scoped`` narrows
     every statement (row scoping): rows outside it count as missing.
     """
     model, pk = collection.model, collection.pk_attribute
     key = pk.key
     if selection.inverse:
-        base = sa.select(model) if restrict is None else restrict(sa.select(model))
-        statement = base.order_by(pk)
+        statement = (sa.select(model) if scoped is None else scoped.base).order_by(pk)
         if len(selection.ids) <= chunk_size:
             if selection.ids:
                 statement = statement.where(pk.not_in(selection.ids))
@@ -140,16 +139,16 @@ def load_rows(
         # Too many exclusions for one statement: filter while reading in key order.
         excluded = set(selection.ids)
         return [row for row in session.scalars(statement) if getattr(row, key) not in excluded]
-    if restrict is None and len(selection.ids) == 1:
-        row = session.scalars(collection.select_by_id, {"id": selection.ids[0]}).first()
+    if len(selection.ids) == 1:
+        by_id = collection.select_by_id if scoped is None else scoped.by_id
+        row = session.scalars(by_id, {"id": selection.ids[0]}).first()
         if row is None:
             raise ActionError(
                 errors={NON_FIELD_ERRORS: [missing_message(collection, selection.ids)]}
             )
         return [row]
-    by_ids = collection.select_by_ids  # prepared once per model: building it costs more
-    if restrict is not None:
-        by_ids = restrict(sa.select(model)).where(pk.in_(sa.bindparam("ids", expanding=True)))
+    # Prepared once per model (or per scope): building them costs more than running them.
+    by_ids = collection.select_by_ids if scoped is None else scoped.by_ids
     found: dict[Any, Any] = {}
     for chunk in _chunks(selection.ids, chunk_size):
         for row in session.scalars(by_ids, {"ids": list(chunk)}):
