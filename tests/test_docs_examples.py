@@ -189,8 +189,9 @@ def test_security_example_behind_jet_admin(database_url: str) -> None:
     example = load_example("security")
     keys = KeyPair()
     with FakeJetAdmin().running() as jet:
-        app = example.create_jet_admin_app(
+        app = example.create_app(
             database_url,
+            jet_admin=True,
             FLEXACTIONS_JET_PUBLIC_KEY=keys.public_pem,
             FLEXACTIONS_JET_API_URL=jet.url,
         )

@@ -68,36 +68,28 @@ def own_region(statement, caller):
 # [/scope]
 
 
-def create_app(database_url="sqlite:///security.db", **config):
+def create_app(database_url="sqlite:///security.db", jet_admin=False, **config):
+    """The app with callers authenticated by their API key, or by Jet Admin's tokens."""
     app = Flask(__name__)
     app.config["SQLALCHEMY_DATABASE_URI"] = database_url
-    app.config["FLEXACTIONS_TOKEN"] = "change-me"
-    # [cors]
-    app.config.update(
-        # Jet Admin's own origin, and the custom domain your team opens Jet Admin on.
-        FLEXACTIONS_CORS_ORIGINS=["https://app.jetadmin.io", "https://admin.example.com"],
-        # Request headers a browser may send on top of Authorization and Content-Type.
-        FLEXACTIONS_CORS_ALLOW_HEADERS=["X-Api-Key"],
-    )
-    # [/cors]
-    app.config.update(config)
-    db.init_app(app)
-    flex.init_app(app, db=db)
-    app.register_blueprint(flex.blueprint, url_prefix="/flex")
-    return app
-
-
-def create_jet_admin_app(database_url="sqlite:///security.db", **config):
-    """The same app behind Jet Admin, with users authenticated by Jet Admin's tokens."""
-    app = Flask(__name__)
-    app.config["SQLALCHEMY_DATABASE_URI"] = database_url
-    # [jet-admin]
-    app.config.update(
-        FLEXACTIONS_JET_PROJECT="my-shop",  # accepts Authorization: JWT <token> of this project
-        FLEXACTIONS_JET_PROJECT_TOKEN="<your project token>",  # accepts Token/ProjectToken
-        FLEXACTIONS_CORS_ORIGINS=["https://app.jetadmin.io"],
-    )
-    # [/jet-admin]
+    if jet_admin:
+        # [jet-admin]
+        app.config.update(
+            FLEXACTIONS_JET_PROJECT="my-shop",  # accepts Authorization: JWT <token> of this project
+            FLEXACTIONS_JET_PROJECT_TOKEN="<your project token>",  # accepts Token/ProjectToken
+            FLEXACTIONS_CORS_ORIGINS=["https://app.jetadmin.io"],
+        )
+        # [/jet-admin]
+    else:
+        app.config["FLEXACTIONS_TOKEN"] = "change-me"
+        # [cors]
+        app.config.update(
+            # Jet Admin's own origin, and the custom domain your team opens Jet Admin on.
+            FLEXACTIONS_CORS_ORIGINS=["https://app.jetadmin.io", "https://admin.example.com"],
+            # Request headers a browser may send on top of Authorization and Content-Type.
+            FLEXACTIONS_CORS_ALLOW_HEADERS=["X-Api-Key"],
+        )
+        # [/cors]
     app.config.update(config)
     db.init_app(app)
     flex.init_app(app, db=db)
