@@ -18,6 +18,9 @@ from examples.shop.models import User, db
 CHROMIUM = Path(os.environ.get("FLEXACTIONS_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 TOKEN = "browser-test-token"
+#: The screenshot the docs show, and the text of the action list it shows beside it.
+DOCS_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "_generated" / "console.png"
+DOCS_ACTIONS = DOCS_SCREENSHOT.with_name("console-actions.txt")
 
 sync_api = pytest.importorskip(
     "playwright.sync_api",
@@ -93,6 +96,21 @@ def pick(page: Any, model: str, action: str) -> None:
 def answer_text(page: Any) -> str:
     page.wait_for_selector("#answer p")
     return str(page.inner_text("#answer"))
+
+
+def keep_for_the_docs(page: Any) -> None:
+    """With FLEXACTIONS_REGENERATE_DOCS=1, write the docs' screenshot of this page and the text
+    of its action list; otherwise check that the committed screenshot lists the actions the
+    console lists now, so it cannot show an older set of actions."""
+    actions = page.inner_text("#actions").strip() + "\n"
+    if os.environ.get("FLEXACTIONS_REGENERATE_DOCS") == "1":
+        page.screenshot(path=str(DOCS_SCREENSHOT), full_page=True)
+        DOCS_ACTIONS.write_text(actions)
+        return
+    assert DOCS_ACTIONS.read_text() == actions, (
+        "docs/_generated/console.png shows another action list than the console's; rewrite "
+        "it with: FLEXACTIONS_REGENERATE_DOCS=1 pytest tests/test_console_browser.py"
+    )
 
 
 def test_lists_the_actions_grouped_by_collection_with_their_kind(page: Any) -> None:
@@ -219,6 +237,7 @@ def test_foreign_key_picker_searches_the_related_rows(page: Any) -> None:
     page.click("#run")
     assert "Transferred 100.00 from Savings to Operating on 2025-03-01." in answer_text(page)
     assert '"account_from": 2' in page.inner_text("#request-body")
+    keep_for_the_docs(page)
 
 
 def test_the_browser_checks_a_decimal_before_sending(page: Any) -> None:

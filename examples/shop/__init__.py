@@ -84,7 +84,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         FLEXACTIONS_CONSOLE=True,
     )
     # Connecting to Jet Admin: its project name turns on JWT, its project token turns on the
-    # Token/ProjectToken check (see the README's "Security" section).
+    # Token/ProjectToken check (see docs/security.md).
     for key in ("FLEXACTIONS_JET_PROJECT", "FLEXACTIONS_JET_PROJECT_TOKEN"):
         if os.environ.get(key):
             app.config[key] = os.environ[key]
