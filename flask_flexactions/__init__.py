@@ -18,6 +18,7 @@ from .errors import (
 )
 from .extension import FlexActions
 from .run.answers import Result
+from .run.audit import AuditRecord
 from .run.progress import JobCancelled, report_progress
 
 try:
@@ -29,6 +30,7 @@ __all__ = [
     "Action",
     "ActionError",
     "ActionKind",
+    "AuditRecord",
     "AuthenticationError",
     "Caller",
     "DynamicSelect",

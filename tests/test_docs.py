@@ -81,6 +81,7 @@ EXAMPLE_TESTS = {
     "data_safety.py": "test_docs_examples.py::test_data_safety_example",
     "background.py": "test_docs_examples.py::test_background_example",
     "dynamic_params.py": "test_docs_examples.py::test_dynamic_params_example",
+    "deployment.py": "test_docs_examples.py::test_deployment_example",
 }
 #: Generated files checked by a test other than the transcript sessions below.
 OTHER_GENERATED = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -385,3 +386,23 @@ def test_the_testing_guide_runs_as_written(tmp_path: Path) -> None:
     assert masked(path.read_text()) == masked(printed), (
         f"docs/_generated/testing-pytest.txt is not what pytest printed: {HOW_TO_REGENERATE}"
     )
+
+
+def test_deployment_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The deployment guide's engine settings reach the engine (and, on PostgreSQL, the
+    server's statement and lock timeouts)."""
+    url = os.environ.get("FLEXACTIONS_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'd.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    example = load_example("deployment")
+    app = example.create_app()
+    with app.app_context():
+        engine = example.db.engine
+        try:
+            assert engine.pool._pre_ping is True and engine.pool._timeout == 5
+            if engine.dialect.name == "postgresql":
+                with engine.connect() as connection:
+                    show = connection.exec_driver_sql
+                    assert show("SHOW statement_timeout").scalar() == "10s"
+                    assert show("SHOW lock_timeout").scalar() == "5s"
+        finally:
+            engine.dispose()
