@@ -99,6 +99,7 @@ class FlexActions:
         lock: bool = False,
         background: bool = False,
         preview: Preview | None = None,
+        batch_size: int | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as an action and return it unchanged.
 
@@ -123,6 +124,9 @@ class FlexActions:
             ``FLEXACTIONS_BACKGROUND_INLINE``.
         :param preview: called with the handler's arguments by a dry run (``"dry_run": true``)
             instead of the handler; returns a summary text or None.
+        :param batch_size: run a background bulk action's selection in batches of this many
+            rows, read in primary key order, each batch in a transaction of its own and
+            spread over the Celery workers; the handler gets one batch's rows at a time.
         """
 
         def decorator(handler: F) -> F:
@@ -141,6 +145,7 @@ class FlexActions:
                 lock=lock,
                 background=background,
                 preview=preview,
+                batch_size=batch_size,
             )
             return handler
 
@@ -163,6 +168,7 @@ class FlexActions:
         lock: bool = False,
         background: bool = False,
         preview: Preview | None = None,
+        batch_size: int | None = None,
     ) -> Action:
         """Register ``handler`` as an action; the plain twin of :meth:`action`.
 
@@ -183,6 +189,7 @@ class FlexActions:
             lock=lock,
             background=background,
             preview=preview,
+            batch_size=batch_size,
         )
         self.registry.add(action)
         return action

@@ -14,7 +14,7 @@ from celery import Celery, Task
 from flask import Flask
 
 from flask_flexactions import ActionError, FlexActions, report_progress
-from tests.models import User, db
+from tests.models import Tag, User, db
 
 TOKEN = "background-token"
 BROKER = os.environ.get("FLEXACTIONS_BG_BROKER", "redis://127.0.0.1:6379/15")
@@ -41,6 +41,31 @@ def rename_all(users: list[User], params: dict[str, Any]) -> str:
     if params.get("fail"):
         raise ActionError("Refused after writing: everything rolls back.")
     return f"{len(users)} renamed"
+
+
+#: Where the worker notes which process starts which batch (``pid first-id`` lines).
+BATCH_LOG = os.environ.get("FLEXACTIONS_BG_BATCH_LOG")
+
+
+@flex.action(
+    User,
+    bulk=True,
+    background=True,
+    batch_size=3,
+    params=[{"name": "pause", "field": "FloatField"}],
+)
+def stamp_in_batches(users: list[User], params: dict[str, Any]) -> str:
+    """Stamp each user of a batch once: a tag per user, so a stamp made twice would fail
+    on its primary key, and a line in the batch log per batch started."""
+    if BATCH_LOG and users:
+        with open(BATCH_LOG, "a") as log:
+            log.write(f"{os.getpid()} {users[0].id}\n")
+    for user in users:
+        user.name = f"stamped {user.id}"
+        db.session.add(Tag(code=f"stamp-{user.id}", label="stamp"))
+        db.session.flush()
+        time.sleep(params.get("pause", 0))
+    return f"{len(users)} stamped"
 
 
 def create_app(database_url: str, *, inline: bool = False, celery: Celery | None = None) -> Flask:

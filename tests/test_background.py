@@ -19,13 +19,13 @@ from flask import Flask, send_file
 from flask.testing import FlaskClient
 
 from flask_flexactions import FlexActions
-from flask_flexactions.run.core import run_job
+from flask_flexactions.run.job_run import run_job
 from flask_flexactions.run.jobs import WORKER_LOST
 from flask_flexactions.run.progress import CANCELLED
 from tests import background_app
 from tests.background_app import TOKEN, create_app, create_celery
 from tests.conftest import database_url
-from tests.models import User, db
+from tests.models import Tag, User, db
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADERS = {"Authorization": f"Token {TOKEN}"}
@@ -247,12 +247,15 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, st
     app = create_app(url, celery=celery)
     reset(app)
     log = tmp_path_factory.mktemp("worker") / "worker.log"
+    batch_log = log.parent / "batches.log"
+    app.config["TEST_BATCH_LOG"] = str(batch_log)  # where the worker notes its batches
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "FLEXACTIONS_BG_WORKER": "1",
         "FLEXACTIONS_BG_DATABASE_URL": url,
         "FLEXACTIONS_BG_QUEUE": queue,
+        "FLEXACTIONS_BG_BATCH_LOG": str(batch_log),
     }
     command = [sys.executable, "-m", "celery", "-A", "tests.background_app:celery", "worker"]
     command += ["-P", "prefork", "-c", "1", "-Q", queue, "--loglevel=INFO"]
@@ -584,3 +587,39 @@ def test_a_redelivery_after_the_worker_died_fails_the_job(tmp_path: Path) -> Non
     with app.app_context():
         db.drop_all()
         db.engine.dispose()
+
+
+def test_a_batch_killed_mid_way_runs_again_and_every_row_once(worker: tuple[Flask, str]) -> None:
+    """kill -9 of the pool process running a batch: that batch's transaction dies with it,
+    Celery delivers it again, and the job ends with every user stamped exactly once."""
+    app, _ = worker
+    reset(app, 9)
+    batch_log = Path(app.config["TEST_BATCH_LOG"])
+    batch_log.unlink(missing_ok=True)
+    client = app.test_client()
+    response = send(
+        client,
+        "execute_action",
+        {
+            "name": "stamp_in_batches",
+            "model": "users",
+            "inverseIds": True,
+            "params": {"pause": 0.3},
+        },
+    )
+    job = response.get_json()["job"]["id"]
+    deadline = time.monotonic() + DEADLINE
+    while not batch_log.exists() or len(batch_log.read_text().split()) < 4:
+        assert time.monotonic() < deadline, "the second batch never started"
+        time.sleep(0.05)
+    pid, first_id = (int(part) for part in batch_log.read_text().splitlines()[1].split())
+    time.sleep(0.35)  # a user of this batch is flushed (not committed) by now
+    os.kill(pid, signal.SIGKILL)
+    final = wait_for(client, job, lambda j: j["state"] in ("succeeded", "failed", "cancelled"))
+    assert final["state"] == "succeeded", final
+    assert final["progress"]["done"] == 9
+    with app.app_context():
+        codes = sorted(db.session.scalars(sa.select(Tag.code)))
+    assert codes == sorted(f"stamp-{i}" for i in range(1, 10))
+    started = [int(line.split()[1]) for line in batch_log.read_text().splitlines()]
+    assert started.count(first_id) == 2  # the killed batch ran again, once

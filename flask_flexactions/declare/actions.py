@@ -55,6 +55,9 @@ class Action:
     background: bool = False
     #: Called instead of the handler, with the same arguments, by a dry run.
     preview: Preview | None = None
+    #: A background bulk action run in batches of this many rows, each in a transaction of
+    #: its own, spread over the Celery workers (see ``run/batches.py``); None runs it whole.
+    batch_size: int | None = None
 
     @property
     def kind(self) -> ActionKind:
@@ -108,6 +111,7 @@ def make_action(
     lock: bool = False,
     background: bool = False,
     preview: Any = None,
+    batch_size: int | None = None,
 ) -> Action:
     """Check a declaration and build its :class:`Action`, or raise naming the fix."""
     if not callable(handler):
@@ -148,6 +152,7 @@ def make_action(
             f"Action {action_name!r}: atomic=False runs a bulk action record by record; "
             "use it with bulk=True."
         )
+    _check_batches(action_name, batch_size, bulk, background, atomic, preview)
     if scope is not None and not for_instance:
         raise ValueError(
             f"Action {action_name!r}: scope narrows the records a record or bulk action "
@@ -169,6 +174,7 @@ def make_action(
         lock=lock,
         background=background,
         preview=check_preview(preview, action_name),
+        batch_size=batch_size,
     )
     check_defaults(action_name, action.params.schema.load_fields, for_instance and not bulk)
     try:
@@ -179,6 +185,45 @@ def make_action(
             "description and field params as strings, numbers, lists or dicts."
         ) from None
     return action
+
+
+#: The largest ``batch_size``: one batch's rows are loaded together in one worker.
+MAX_BATCH_SIZE = 100_000
+
+
+def _check_batches(
+    action_name: str,
+    batch_size: Any,
+    bulk: bool,
+    background: bool,
+    atomic: bool,
+    preview: Any,
+) -> None:
+    """Refuse, naming the fix, a ``batch_size`` that could not work as declared."""
+    if batch_size is None:
+        return
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise TypeError(f"Action {action_name!r}: batch_size must be a whole number of rows.")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(
+            f"Action {action_name!r}: batch_size must be from 1 to {MAX_BATCH_SIZE}, "
+            f"got {batch_size}."
+        )
+    if not (bulk and background):
+        raise ValueError(
+            f"Action {action_name!r}: batch_size runs a bulk action's selection in batches on "
+            "Celery workers; declare it with bulk=True and background=True."
+        )
+    if not atomic:
+        raise ValueError(
+            f"Action {action_name!r}: each batch is all or nothing already; batch_size "
+            "cannot be combined with atomic=False."
+        )
+    if preview is not None:
+        raise ValueError(
+            f"Action {action_name!r}: a preview gets every selected row, which a batched "
+            "action never loads at once; drop preview= (a dry run still checks the params)."
+        )
 
 
 class ActionRegistry:

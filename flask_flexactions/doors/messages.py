@@ -109,6 +109,18 @@ def cancel_action(state: AppState, params: dict[str, Any]) -> BaseResponse:
     return _jobs(state).cancel(params.get("job"), g.get(CALLER_KEY))
 
 
+def retry_action(state: AppState, params: dict[str, Any]) -> BaseResponse:
+    """Answer ``retry_action`` (an extension): run again the batches of a batched job that
+    failed or was cancelled, skipping those that committed."""
+    jobs = _jobs(state)
+    row = jobs.reopen(params.get("job"), g.get(CALLER_KEY))
+    if jobs.inline and state.run_inline is not None:
+        state.run_inline(row.id, True)
+    else:
+        jobs.dispatch_batches(row.id, jobs.batches.waiting(row.id))
+    return jobs.status(row.id, g.get(CALLER_KEY), download=False)
+
+
 def _not_yet(name: str, why: str) -> MessageHandler:
     def refuse(state: AppState, params: dict[str, Any]) -> BaseResponse:
         raise ProtocolError(f"The message {name!r} is not supported: {why}")
@@ -122,6 +134,7 @@ MESSAGES: dict[str, MessageHandler] = {
     "execute_action": execute_action,
     "get_action_status": get_action_status,
     "cancel_action": cancel_action,
+    "retry_action": retry_action,
     "get_field_options": get_field_options,
     "get_action_params": get_action_params,
     "get_element_status": _not_yet("get_element_status", "it is reserved and unspecified."),

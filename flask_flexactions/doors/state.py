@@ -3,6 +3,7 @@ services, and what the doors add to them."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from ..run.idempotency import IdempotencyStore
 from ..run.jobs import JobStore
 from ..run.runtime import Runtime
 from ..run.sealing import SecretBox
-from ..run.worker import register_tasks
+from ..run.worker import register_tasks, run_inline
 
 
 class AppState(Runtime):
@@ -51,7 +52,7 @@ class AppState(Runtime):
                 secrets=SecretBox(settings.secret_key) if settings.secret_key else None,
             )
             if celery is not None:
-                jobs.task = register_tasks(celery)
+                register_tasks(celery, jobs)
         super().__init__(
             db,
             registry,
@@ -62,5 +63,7 @@ class AppState(Runtime):
             jobs=jobs,
             housekeeping=Housekeeping(settings.sweep_interval, jobs, idempotency),
         )
+        if jobs is not None and jobs.inline:
+            self.run_inline = functools.partial(run_inline, self)
         self.authenticate = Authentication(settings, authenticator)
         self.listing = ActionListing(registry)

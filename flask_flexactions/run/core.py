@@ -12,18 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from flask import current_app, g
+from flask import current_app
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..caller import CALLER_KEY, Caller, is_anonymous
+from ..caller import Caller, is_anonymous
 from ..declare.actions import Action, ActionKind
 from ..declare.fields import ForeignKey, loading_related
 from ..errors import ActionError, ErrorDict, ProtocolError, validation_messages
 from .answers import (
-    INTERNAL_ERROR_MESSAGE,
     error_response,
     json_response,
     message_error,
@@ -32,18 +30,17 @@ from .answers import (
     unexpected_error_response,
 )
 from .audit import Attempt, AuditRecord, AuditSink, TableAuditSink
+from .batches import rows as batch_rows
 from .downloads import secure_content_disposition
 from .dry_run import dry_run
 from .forms import complete_params
 from .idempotency import IdempotencyStore, Reservation
-from .jobs import DATABASE_LOST, JobStore, RetryLater, caller_from_json
-from .leases import LeaseKeeper
+from .jobs import RetryLater
 from .locking import lock_rows, supports_row_locks
 from .outages import is_unavailable
 from .per_record import run_per_record
-from .progress import JOB_KEY, JobCancelled, RunningJob
-from .request import ExecuteRequest, read_request
-from .sealing import SealBroken
+from .progress import JobCancelled
+from .request import ExecuteRequest
 from .selection import NO_RECORDS, load_rows
 
 if TYPE_CHECKING:
@@ -82,7 +79,7 @@ def run_request(runtime: Runtime, caller: Caller | None, door: str, read: Reader
         raise
     finally:
         if runtime.audit is not None and not attempt.written:
-            _write_audit(runtime.audit, attempt.record(status))
+            write_audit(runtime.audit, attempt.record(status))
 
 
 def execute(runtime: Runtime, request: ExecuteRequest, attempt: Attempt) -> BaseResponse:
@@ -131,22 +128,26 @@ def _run(
             request.door,
         )
         queued.append(job_id)
-        selected = len(arguments[0]) if action.kind is ActionKind.BULK else None
-        what = f" on {selected} records" if selected is not None else ""
+        if action.batch_size is not None:
+            what = f" in batches of {action.batch_size} records"
+        elif action.kind is ActionKind.BULK:
+            what = f" on {len(arguments[0])} records"
+        else:
+            what = ""
         return {
             "result": True,
             "message": f"Queued {action.label or action.name}{what}.",
             "job": {"id": job_id, "state": "queued"},
         }
 
-    def store_answer(response: BaseResponse) -> None:
+    def store_answer(response: BaseResponse, arguments: tuple[Any, ...]) -> None:
         if reservation is not None and store is not None:
             store.complete_in(session, reservation, response)
 
     invoke = enqueue if action.background else None
     # A reserved key's row is in the run's transaction: whatever rolls the run back (a
     # protocol error, a crash) frees the key with it.
-    ran = _transact(runtime, request, attempt, invoke, store_answer)
+    ran = transact(runtime, request, attempt, invoke, store_answer)
     if not ran.committed and not ran.release and reservation is not None and store is not None:
         try:
             store.remember(session, reservation, ran.response)
@@ -155,9 +156,9 @@ def _run(
     if ran.committed and queued and jobs is not None:
         attempt.outcome = "queued"
         if jobs.inline:
-            return _run_inline(runtime, queued[0], ran.response, reservation)
+            return _run_inline(runtime, request, queued[0], ran.response, reservation)
         try:
-            jobs.dispatch(queued[0])
+            jobs.dispatch(queued[0], batched=action.batch_size is not None)
         except Exception:
             current_app.logger.exception("Queueing the Flex action %r failed", action.name)
             jobs.fail(queued[0], "The job could not be queued; nothing ran.")
@@ -174,7 +175,7 @@ def _run(
 
 
 @dataclass
-class _Ran:
+class Ran:
     """How a run ended: its answer, and whether its work committed."""
 
     response: BaseResponse
@@ -187,17 +188,18 @@ class _Ran:
     unavailable: bool = False
 
 
-def _transact(
+def transact(
     runtime: Runtime,
     request: ExecuteRequest,
     attempt: Attempt,
     invoke: Callable[[tuple[Any, ...]], Any] | None,
-    before_commit: Callable[[BaseResponse], None],
-) -> _Ran:
+    before_commit: Callable[[BaseResponse, tuple[Any, ...]], None],
+) -> Ran:
     """Resolve, lock, call the handler (or ``invoke``) and commit, all in one transaction.
 
     Failures that roll back become answers; protocol errors propagate after the rollback.
-    ``before_commit`` may write the answer inside the same transaction.
+    ``before_commit(answer, arguments)`` may write inside the same transaction (the answer
+    of an Idempotency-Key, a job's end, a batch's done mark).
     """
     action = request.action
     session = runtime.db.session
@@ -206,9 +208,11 @@ def _transact(
             arguments = _resolve(runtime, request)
             complete_params(action, request.model, arguments, dict(request.values))
         if request.dry_run:
-            return _Ran(dry_run(session, action, arguments, attempt), release=True)
+            return Ran(dry_run(session, action, arguments, attempt), release=True)
         if invoke is not None:
             answer = invoke(arguments)
+        elif request.batch is not None and not arguments[0]:
+            answer = {"result": True}  # every row of this batch is gone: nothing to call
         else:
             if action.lock and supports_row_locks(session):
                 lock_rows(session, _lockable(action, arguments), runtime.settings.id_chunk_size)
@@ -225,7 +229,7 @@ def _transact(
             secure_content_disposition(response.headers)
         else:
             response = json_response(answer)
-        before_commit(response)
+        before_commit(response, arguments)
         attempt.outcome = "ran"
         if isinstance(answer, dict) and answer["result"] is False:
             attempt.outcome, attempt.errors = "failed", answer.get("errors")
@@ -240,7 +244,7 @@ def _transact(
     except _Refused as refused:
         _rollback(session)
         attempt.outcome = "failed"
-        return _Ran(json_response(refused.answer))
+        return Ran(json_response(refused.answer))
     except (ActionError, ValidationError) as error:
         _rollback(session)
         if isinstance(error, ActionError):
@@ -249,11 +253,11 @@ def _transact(
             attempt.errors = validation_messages(error.messages)
         attempt.outcome = "failed" if attempt.handler_called else "invalid"
         # A dry run never answers for the real run that follows, even when it fails.
-        return _Ran(error_response(attempt.errors), release=request.dry_run)
+        return Ran(error_response(attempt.errors), release=request.dry_run)
     except JobCancelled as cancelled:
         _rollback(session)
         attempt.outcome = "failed"
-        return _Ran(message_error(str(cancelled), 200), cancelled=True)
+        return Ran(message_error(str(cancelled), 200), cancelled=True)
     except (ProtocolError, HTTPException):
         _rollback(session)
         raise
@@ -262,83 +266,8 @@ def _transact(
         attempt.outcome = "failed" if attempt.handler_called else "invalid"
         where = f"Flex action {action.name!r} on {request.model!r}"
         response = unexpected_error_response(error, where, runtime.settings.retry_after)
-        return _Ran(response, release=True, unavailable=is_unavailable(error))
-    return _Ran(response, committed=True)
-
-
-def run_job(runtime: Runtime, job_id: str) -> None:
-    """Run a queued background job once, in the worker (or in the request, inline): claim
-    it, keep its lease alive while it runs, and record how it ended.
-
-    A database outage while claiming the job or recording its end raises
-    :class:`~.jobs.RetryLater`, which the Celery task retries.
-    """
-    jobs = runtime.jobs
-    if jobs is None:
-        raise RuntimeError("A background job ran with no job store.")
-    row = jobs.claim(job_id)
-    if row is None:
-        return
-    setattr(g, CALLER_KEY, caller_from_json(row.caller))
-    engine = runtime.db.engine
-    setattr(g, JOB_KEY, RunningJob(engine, jobs.table, job_id))
-    try:
-        if isinstance(engine.pool, (sa.pool.StaticPool, sa.pool.SingletonThreadPool)):
-            _run_claimed(runtime, jobs, row)  # one shared connection: no lease thread
-        else:
-            with LeaseKeeper(engine, jobs.table, job_id, jobs.lease):
-                _run_claimed(runtime, jobs, row)
-    finally:
-        g.pop(JOB_KEY, None)
-
-
-def _run_claimed(runtime: Runtime, jobs: JobStore, row: Any) -> None:
-    """Run the claimed job ``row``: its stored request read again, checked and run in one
-    transaction as from its door, its answer stored on the job."""
-    stored = row.request
-    attempt = Attempt(caller=g.get(CALLER_KEY), door=stored.get("door"))
-    status = 500
-    #: How a run that did not commit ended: the job's final state and its answer.
-    ended: tuple[str, BaseResponse] | None = None
-    try:
-        selection = stored.get("selection") or {}
-        request = read_request(
-            runtime,
-            attempt,
-            action=row.action,
-            model=row.model,
-            values=jobs.request_values(row),
-            ids=selection.get("ids"),
-            inverse=selection.get("inverseIds"),
-            door=stored.get("door") or "messages",
-        )
-
-        def finish_in(response: BaseResponse) -> None:
-            jobs.finish_in(runtime.db.session, row.id, response)
-
-        ran = _transact(runtime, request, attempt, None, finish_in)
-        status = ran.response.status_code
-        if ran.unavailable:
-            ended = ("failed", message_error(DATABASE_LOST, 200))
-        elif not ran.committed:
-            ended = ("cancelled" if ran.cancelled else "failed", ran.response)
-    except SealBroken as error:
-        ended = ("failed", message_error(str(error), 200))
-    except ProtocolError as error:
-        status = error.status
-        attempt.outcome = "refused" if status == 403 else "invalid"
-        ended = ("failed", message_error(error.message, error.status))
-    except Exception as error:
-        if is_unavailable(error):
-            ended = ("failed", message_error(DATABASE_LOST, 200))
-        else:
-            current_app.logger.exception("Flex background job %s failed", row.id)
-            ended = ("failed", message_error(INTERNAL_ERROR_MESSAGE, 200))
-    finally:
-        if runtime.audit is not None and not attempt.written:
-            _write_audit(runtime.audit, attempt.record(status))
-    if ended is not None:
-        jobs.finish(row.id, *ended)
+        return Ran(response, release=True, unavailable=is_unavailable(error))
+    return Ran(response, committed=True)
 
 
 class _Refused(Exception):
@@ -365,14 +294,18 @@ def _lockable(action: Action, arguments: tuple[Any, ...]) -> list[Any]:
 
 
 def _run_inline(
-    runtime: Runtime, job_id: str, queued: BaseResponse, reservation: Reservation | None
+    runtime: Runtime,
+    request: ExecuteRequest,
+    job_id: str,
+    queued: BaseResponse,
+    reservation: Reservation | None,
 ) -> BaseResponse:
     """Run a job in the request (``FLEXACTIONS_BACKGROUND_INLINE``) and answer with its true
     state; a key's stored "Queued" answer is replaced by this one."""
     jobs = runtime.jobs
-    assert jobs is not None
+    assert jobs is not None and runtime.run_inline is not None
     try:
-        run_job(runtime, job_id)
+        runtime.run_inline(job_id, request.action.batch_size is not None)
     except RetryLater:
         # An inline run cannot be retried later: the job stays as it is until the sweep
         # fails it (its lease or its queue timeout runs out).
@@ -396,7 +329,7 @@ def _forget(store: IdempotencyStore | None, reservation: Reservation | None) -> 
         current_app.logger.exception("Freeing an Idempotency-Key failed")
 
 
-def _write_audit(sink: AuditSink, record: AuditRecord) -> None:
+def write_audit(sink: AuditSink, record: AuditRecord) -> None:
     try:
         sink.write(record)
     except Exception:
@@ -422,10 +355,17 @@ def _resolve(runtime: Runtime, request: ExecuteRequest) -> tuple[Any, ...]:
     rows: list[Any] = []
     try:
         scoped = runtime.restriction(collection, request.caller, action)
-        chunk_size = runtime.settings.id_chunk_size
-        rows = load_rows(runtime.db.session, collection, selection, chunk_size, scoped)
-        if not rows:
-            raise ActionError("No records selected: the collection has no rows to act on.")
+        session = runtime.db.session
+        if request.batch is not None:
+            rows = batch_rows(
+                session, collection, selection, request.batch, scoped, runtime.wide_integer_ids
+            )
+        elif action.batch_size is None:
+            rows = load_rows(session, collection, selection, runtime.settings.id_chunk_size, scoped)
+            if not rows:
+                raise ActionError("No records selected: the collection has no rows to act on.")
+        # A batched action queued (or dry-run) in the request loads no row: its worker
+        # plans and reads them a batch at a time.
     except ActionError as error:
         errors.update(error.errors)
     try:

@@ -59,15 +59,19 @@ def dry_run(
     )
 
 
-def default_summary(action: Action, count: int) -> str:
+def default_summary(action: Action, count: int | None) -> str:
     """``Would run Block users on 3 records.``, or ``Would run Ping.`` without records."""
     title = action.label or action.name
+    if action.batch_size is not None:
+        return f"Would run {title} on the selected records, in batches of {action.batch_size}."
     if not action.for_instance:
         return f"Would run {title}."
     return f"Would run {title} on {count} record{'' if count == 1 else 's'}."
 
 
-def _count(action: Action, arguments: tuple[Any, ...]) -> int:
+def _count(action: Action, arguments: tuple[Any, ...]) -> int | None:
+    if action.batch_size is not None:
+        return None  # a batched action's rows are counted by its worker, never in a request
     if action.bulk:
         return len(arguments[0])
     return 1 if action.for_instance else 0

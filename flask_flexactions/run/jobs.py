@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from ..caller import Caller
 from ..errors import FlexActionsError, NotFound, ProtocolError
+from .batches import BatchStore
 from .leases import HOST, utcnow, worker_gone
 from .outages import is_unavailable
 from .progress import CANCELLED, latest_progress
@@ -150,8 +151,12 @@ class JobStore:
         self.queue_timeout = queue_timeout
         self.secrets = secrets
         self.table = jobs_table(db.metadata)
-        #: The Celery task that runs a job (see :func:`.worker.register_tasks`); None inline.
+        self.batches = BatchStore(db)
+        #: The Celery tasks that run a job, plan a batched job and run one of its batches
+        #: (see :func:`.worker.register_tasks`); None inline.
         self.task: Any = None
+        self.plan_task: Any = None
+        self.batch_task: Any = None
 
     @property
     def available(self) -> bool:
@@ -204,11 +209,20 @@ class JobStore:
         )
         return job_id
 
-    def dispatch(self, job_id: str) -> None:
-        """Hand the committed job to Celery."""
-        if self.task is None:  # check_registrations refuses background actions without one
+    def dispatch(self, job_id: str, batched: bool = False) -> None:
+        """Hand the committed job to Celery (a batched job to its planning task)."""
+        task = self.plan_task if batched else self.task
+        if task is None:  # check_registrations refuses background actions without one
             raise RuntimeError("Background jobs run inline here: no Celery task to queue on.")
-        self.task.apply_async((job_id,))
+        task.apply_async((job_id,))
+
+    def dispatch_batches(self, job_id: str, seqs: list[int]) -> None:
+        """Hand each batch of a planned job to Celery, as one group of tasks."""
+        if self.batch_task is None or not seqs:
+            return
+        from celery import group
+
+        group(self.batch_task.s(job_id, seq) for seq in seqs).apply_async()
 
     def request_values(self, row: Any) -> dict[str, Any]:
         """The values a job was queued with, its secret params unsealed."""
@@ -225,6 +239,102 @@ class JobStore:
         self._finish(job_id, "failed", *_message_answer(message))
 
     # Running, in the worker
+
+    def get(self, job_id: str) -> Any:
+        """The job's row, or None."""
+        with self.db.engine.connect() as connection:
+            return connection.execute(
+                sa.select(self.table).where(self.table.c.id == job_id)
+            ).one_or_none()
+
+    def claim_batched(self, job_id: str) -> Any:
+        """Start a batched job (queued -> running) and return its row, also when it runs
+        already (a redelivered plan); None when it is unknown or final. No single process
+        runs a batched job: its lease is renewed by its batches (see :meth:`progress_in`)."""
+        table = self.table
+        try:
+            with self.db.engine.begin() as connection:
+                connection.execute(
+                    table.update()
+                    .where(table.c.id == job_id, table.c.state == "queued")
+                    .values(state="running", started_at=_now(), lease_until=self._batch_lease())
+                )
+                row = connection.execute(sa.select(table).where(table.c.id == job_id)).one_or_none()
+        except Exception as error:
+            if is_unavailable(error):
+                raise RetryLater(job_id) from error
+            raise
+        return row if row is not None and row.state == "running" else None
+
+    def plan_in(self, session: Any, job_id: str, total: int) -> None:
+        """Record a batched job's number of records, in the transaction that plans it."""
+        session.execute(
+            self.table.update()
+            .where(self.table.c.id == job_id)
+            .values(total=total, done=0, lease_until=self._batch_lease())
+        )
+
+    def progress_in(self, session: Any, job_id: str, count: int) -> None:
+        """Add a committed batch's records to the job's progress and renew its lease, in the
+        batch's transaction; :class:`JobLost` when the job ended meanwhile (cancelled or
+        failed): the batch then rolls back."""
+        table = self.table
+        counted = session.execute(
+            table.update()
+            .where(table.c.id == job_id, table.c.state == "running")
+            .values(done=table.c.done + count, lease_until=self._batch_lease())
+        ).rowcount
+        if counted != 1:
+            raise JobLost(job_id)
+
+    def end_batched(
+        self, job_id: str, state: str, answer: Mapping[str, Any], keep_request: bool
+    ) -> bool:
+        """End a running batched job with ``answer`` (a JSON object); True if this call ended
+        it. A failed or cancelled job keeps its request, so a retry can run the rest."""
+        body = current_app.json.dumps(dict(answer)).encode()
+        values = _final_values(state, 200, {"Content-Type": "application/json"}, body)
+        if keep_request:
+            del values["request"]
+        with self.db.engine.begin() as connection:
+            return bool(
+                connection.execute(
+                    self.table.update()
+                    .where(self.table.c.id == job_id, self.table.c.state == "running")
+                    .values(**values)
+                ).rowcount
+            )
+
+    def reopen(self, job_id: Any, caller: Caller) -> Any:
+        """Put a failed or cancelled batched job back to running, for a retry of the batches
+        that did not commit; its row, or a ProtocolError saying why not."""
+        row = self._row(job_id, caller)
+        if row.state not in ("failed", "cancelled") or not row.request:
+            raise ProtocolError(
+                "Only a batched job that failed or was cancelled can be retried.", status=409
+            )
+        self.batches.retry(row.id)
+        table = self.table
+        with self.db.engine.begin() as connection:
+            connection.execute(
+                table.update()
+                .where(table.c.id == row.id, table.c.state.in_(("failed", "cancelled")))
+                .values(
+                    state="running",
+                    cancel_requested=False,
+                    finished_at=None,
+                    answer_status=None,
+                    answer_headers=None,
+                    answer_body=None,
+                    lease_until=self._batch_lease(),
+                )
+            )
+        return row
+
+    def _batch_lease(self) -> dt.datetime:
+        # Batches may wait in the queue behind others: a batched job is lost only when no
+        # batch started or committed for as long as a job may wait for a worker.
+        return _now() + dt.timedelta(seconds=max(self.lease, self.queue_timeout))
 
     def claim(self, job_id: str) -> Any:
         """Claim a queued job for this process and return its row; None if there is nothing
@@ -344,15 +454,18 @@ class JobStore:
                     .where(table.c.id.in_(stale), condition)
                     .values(**_final_values("failed", *_message_answer(message)))
                 ).rowcount
-        expired = (
-            sa.select(table.c.id)
-            .where(table.c.state.in_(FINAL_STATES), table.c.expires_at < now)
-            .limit(limit)
-        )
         with self.db.engine.begin() as connection:
+            expired = list(
+                connection.execute(
+                    sa.select(table.c.id)
+                    .where(table.c.state.in_(FINAL_STATES), table.c.expires_at < now)
+                    .limit(limit)
+                ).scalars()
+            )
             counts["deleted"] = connection.execute(
                 table.delete().where(table.c.id.in_(expired))
             ).rowcount
+        self.batches.delete(expired)
         return counts
 
     def _settle(self, row: Any, now: dt.datetime) -> bool:

@@ -21,6 +21,7 @@ from ..declare.actions import Action
 from ..declare.models import Collection
 from ..errors import PermissionDenied, ProtocolError
 from .audit import Attempt, redact_params, summarize_target
+from .batches import Batch
 from .idempotency import check_key
 from .selection import Selection, parse_selection, selection_in_values, wire_ids
 
@@ -51,6 +52,8 @@ class ExecuteRequest:
     key: str | None = None
     #: Where the request came in (see :data:`DOORS`).
     door: str = "messages"
+    #: The one batch of a batched job this run is for (see :mod:`.batches`).
+    batch: Batch | None = None
 
     @property
     def model(self) -> str | None:

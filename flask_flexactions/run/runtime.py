@@ -3,6 +3,7 @@ the stores of Idempotency-Keys, jobs and the audit log."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..access.scoping import ScopeCache, ScopedRows
@@ -50,6 +51,9 @@ class Runtime:
         self.idempotency = idempotency
         self.jobs = jobs
         self.housekeeping = housekeeping
+        #: Runs a job in this process (``FLEXACTIONS_BACKGROUND_INLINE``): ``(job_id,
+        #: batched)``; set by whoever composes the runtime (see :mod:`.worker`).
+        self.run_inline: Callable[[str, bool], None] | None = None
         self._scope_cache = ScopeCache()
         self._collections: dict[str, Collection | None] | None = None
         self._checked_version = -1

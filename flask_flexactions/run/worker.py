@@ -10,34 +10,49 @@ from typing import TYPE_CHECKING, Any
 
 from flask import current_app, has_app_context
 
-from .core import run_job
+from .batched import plan_job, run_batch, run_batched_inline
+from .job_run import run_job
 from .jobs import RetryLater
 
 if TYPE_CHECKING:
+    from .jobs import JobStore
     from .runtime import Runtime
 
 #: The Celery task that runs a job, and the one that sweeps stale jobs and expired keys.
 TASK_NAME = "flask_flexactions.run_job"
 SWEEP_TASK_NAME = "flask_flexactions.sweep"
+#: The Celery tasks of a batched job: planning it, and running one of its batches.
+PLAN_TASK_NAME = "flask_flexactions.plan_batches"
+BATCH_TASK_NAME = "flask_flexactions.run_batch"
 #: Celery retries of a job whose bookkeeping met a database outage, and their longest wait.
 DATABASE_RETRIES = 20
 MAX_BACKOFF = 60
 
 
-def register_tasks(celery: Any) -> Any:
-    """Register the tasks on ``celery``; returns the one that runs a job.
+def register_tasks(celery: Any, jobs: JobStore) -> None:
+    """Register the tasks on ``celery`` and hand ``jobs`` the ones it queues.
 
-    It is acknowledged late and rejected when its worker is lost, so the job of a killed
-    worker process is delivered again (and failed then, never run twice).
+    Job and batch tasks are acknowledged late and rejected when their worker is lost, so the
+    work of a killed worker process is delivered again: a job is then failed (never run
+    twice), a batch whose transaction died runs again (one that committed is skipped).
     """
+    options = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
     celery.task(name=SWEEP_TASK_NAME, ignore_result=True)(sweep_task)
-    return celery.task(
-        name=TASK_NAME,
-        bind=True,
-        acks_late=True,
-        reject_on_worker_lost=True,
-        ignore_result=True,
-    )(run_job_task)
+    jobs.task = celery.task(name=TASK_NAME, ignore_result=True, **options)(run_job_task)
+    jobs.plan_task = celery.task(name=PLAN_TASK_NAME, ignore_result=True, **options)(
+        plan_batches_task
+    )
+    jobs.batch_task = celery.task(name=BATCH_TASK_NAME, ignore_result=True, **options)(
+        run_batch_task
+    )
+
+
+def run_inline(runtime: Runtime, job_id: str, batched: bool) -> None:
+    """Run a job in this process instead of on Celery (``FLEXACTIONS_BACKGROUND_INLINE``)."""
+    if batched:
+        run_batched_inline(runtime, job_id)
+    else:
+        run_job(runtime, job_id)
 
 
 def _runtime() -> Runtime:
@@ -62,13 +77,41 @@ def run_job_task(task: Any, job_id: str, outcome: dict[str, Any] | None = None) 
         elif runtime.jobs is not None:
             runtime.jobs.record(job_id, outcome)
     except RetryLater as later:
-        retries = task.request.retries
+        raise _retry(task, job_id, later) from later
+
+
+def plan_batches_task(task: Any, job_id: str) -> None:
+    """The Celery task that plans a batched job and hands its batches to the workers."""
+    runtime = _runtime()
+    runtime.housekeeping.run_if_due()
+    try:
+        seqs = plan_job(runtime, job_id)
+    except RetryLater as later:
+        raise _retry(task, job_id, later) from later
+    if runtime.jobs is not None:
+        runtime.jobs.dispatch_batches(job_id, seqs)
+
+
+def run_batch_task(task: Any, job_id: str, seq: int) -> None:
+    """The Celery task that runs one batch of a batched job."""
+    runtime = _runtime()
+    try:
+        run_batch(runtime, job_id, seq)
+    except RetryLater as later:
         raise task.retry(
-            args=(job_id,),
-            kwargs={"outcome": later.outcome},
-            countdown=min(2**retries, MAX_BACKOFF),
+            args=(job_id, seq),
+            countdown=min(2**task.request.retries, MAX_BACKOFF),
             max_retries=DATABASE_RETRIES,
         ) from later
+
+
+def _retry(task: Any, job_id: str, later: RetryLater) -> Any:
+    return task.retry(
+        args=(job_id,),
+        kwargs={"outcome": later.outcome} if later.outcome is not None else {},
+        countdown=min(2**task.request.retries, MAX_BACKOFF),
+        max_retries=DATABASE_RETRIES,
+    )
 
 
 def sweep_task() -> dict[str, int]:
