@@ -1,7 +1,9 @@
-"""Run every benchmark: ``python -m benchmarks [--database-url URL] [--quick] [--skip-load]``.
+"""Run every benchmark: ``python -m benchmarks [--database-url URL] [--quick] [--skip-load]
+[--skip-batches]``.
 
 Overhead, bulk and load run on SQLite, and again on ``--database-url`` (or
-``$FLEXACTIONS_BENCH_DATABASE_URL``) when it is given; the action list touches no database.
+``$FLEXACTIONS_BENCH_DATABASE_URL``) when it is given; the action list touches no database;
+batched jobs (real Celery workers on the local Redis) run on ``--database-url`` only.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import os
 import shutil
 import sys
 
-from . import action_list, bulk, load, overhead
+from . import action_list, batches, bulk, load, overhead
 from .common import DATABASE_ENV, Report, argument_parser, default_database_url
 
 
@@ -18,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks, print each report, then every headline together."""
     parser = argument_parser(__doc__)
     parser.add_argument("--skip-load", action="store_true", help="skip gunicorn + wrk")
+    parser.add_argument(
+        "--skip-batches", action="store_true", help="skip the batched jobs on Celery workers"
+    )
     args = parser.parse_args(argv)
     server_url = args.database_url or os.environ.get(DATABASE_ENV)
     os.environ.pop(DATABASE_ENV, None)
@@ -39,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for url in urls:
                 show(load.run(url, load.QUICK if quick else load.Sizes()))
+    if server_url and not args.skip_batches:
+        show(batches.run(server_url, batches.QUICK if quick else batches.Sizes()))
     print("### Headlines\n")
     for report in reports:
         for headline in report.headlines:

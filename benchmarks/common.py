@@ -275,13 +275,18 @@ class Headline:
     name: str
     value: float
     target: float
-    #: ``"<="``: lower is better (ratios); ``"=="``: must equal (error counts).
+    #: ``"<="``: lower is better (ratios); ``">="``: higher is better (speedups); ``"=="``:
+    #: must equal (error counts).
     compare: str = "<="
 
     @property
     def met(self) -> bool:
         """Whether the value meets the target."""
-        return self.value == self.target if self.compare == "==" else self.value <= self.target
+        if self.compare == "==":
+            return self.value == self.target
+        if self.compare == ">=":
+            return self.value >= self.target
+        return self.value <= self.target
 
     def render(self) -> str:
         """``overhead ratio (sqlite): 1.04 (target <= 1.10) met``."""

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import action_list, bulk, load, overhead
+from benchmarks import action_list, batches, bulk, load, overhead
+from tests.test_background import redis_is_up
 
 
 def url(tmp_path: Path) -> str:
@@ -44,3 +45,16 @@ def test_action_list(tmp_path: Path) -> None:
 def test_load(tmp_path: Path) -> None:
     report = load.run(url(tmp_path), load.QUICK)
     assert report.headlines[0].value == 0, report.render()
+
+
+@pytest.mark.skipif(not redis_is_up(), reason="needs Redis on 127.0.0.1:6379 for Celery workers")
+def test_batches(tmp_path: Path) -> None:
+    report = batches.run(url(tmp_path), batches.QUICK, log_dir=tmp_path)
+    text = report.render()
+    assert "batched job, 2 worker processes" in text
+    assert {h.name.split(" (")[0] for h in report.headlines} == {
+        "batched job time / keyset loop",
+        "speedup of 2 worker processes",
+        "peak RSS of a worker process, MiB",
+        "queueing request, ms",
+    }
