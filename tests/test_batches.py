@@ -146,7 +146,7 @@ def test_named_ids_run_in_sorted_chunks(inline: Flask, ledger: Ledger) -> None:
     answer = queue(inline, ids=[25, 3, 14, 1, 3, 99])
     assert answer["job"]["state"] == "succeeded"
     assert ledger.calls == [[1, 3, 14, 25]]  # 99 does not exist: skipped
-    assert answer["message"] == "Ran Stamp on 4 records in 1 batches."
+    assert answer["message"] == "Ran Stamp on 4 records in 1 batch."
 
 
 def test_the_scope_holds_in_every_batch(inline: Flask, ledger: Ledger) -> None:
@@ -205,7 +205,7 @@ def test_a_failed_batch_fails_the_job_and_a_retry_runs_only_the_rest(
     assert failed["state"] == "failed"
     assert failed["answer"]["errors"]["non_field_errors"] == [
         "Batch 2 failed: User 15 cannot be stamped.",
-        "Batches 1 (10 records) committed; batches 2-3 did not. retry_action runs the rest.",
+        "Batch 1 (10 records) committed; batches 2-3 did not. retry_action runs the rest.",
     ]
     assert failed["answer"]["batches"] == {
         "committed": [1],
@@ -242,7 +242,7 @@ def test_cancel_stops_after_the_current_batch(stuck: Flask, ledger: Ledger) -> N
     final = status(stuck.test_client(), job)
     assert final["state"] == "cancelled"
     assert final["answer"]["errors"]["non_field_errors"] == [
-        "Cancelled: batches 1 (10 records) committed; batches 2-3 did not run."
+        "Cancelled: batch 1 (10 records) committed; batches 2-3 did not run."
     ]
     assert len(stamps(stuck)) == 10 and ledger.calls == [list(range(1, 11))]
 

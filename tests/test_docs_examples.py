@@ -289,6 +289,17 @@ def test_background_example(database_url: str) -> None:
         failed = client.message("get_action_status", {"job": again}).json["job"]
         assert failed["state"] == "failed"
         assert failed["answer"]["errors"] == {"non_field_errors": ["Order #2 is already refunded."]}
+        every = client.execute("archive", "orders", inverse_ids=True).json
+        assert every["message"] == "Queued Archive in batches of 1000 records."
+        archived = client.message("get_action_status", {"job": every["job"]["id"]}).json["job"]
+        assert archived["state"] == "succeeded"
+        assert archived["answer"] == {
+            "result": True,
+            "message": "Ran Archive on 2 records in 1 batch.",
+        }
+        assert {"flask_flexactions.plan_batches", "flask_flexactions.run_batch"} <= set(
+            celery.tasks
+        )
 
 
 def test_dynamic_params_example(database_url: str) -> None:

@@ -17,6 +17,7 @@ class Order(db.Model):
     id = db.Column(db.Integer, primary_key=True)
     total = db.Column(db.Numeric(12, 2), nullable=False)
     refunded = db.Column(db.Numeric(12, 2), nullable=False, default=0)
+    archived = db.Column(db.Boolean, nullable=False, default=False)
 
 
 # [action]
@@ -29,6 +30,14 @@ def refund_all(orders, params):
         report_progress(done, len(orders), f"order {order.id}")  # also where cancel stops it
     return f"Refunded {len(orders)} orders."
 # [/action]
+
+
+# [batches]
+@flex.action(Order, bulk=True, background=True, batch_size=1000, label="Archive")
+def archive(orders, params):
+    for order in orders:  # at most 1000 rows: one batch, in a transaction of its own
+        order.archived = True
+# [/batches]
 
 
 # [celery]

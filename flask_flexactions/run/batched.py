@@ -130,12 +130,13 @@ def end_job(runtime: Runtime, job_id: str) -> None:
     if not stopping:
         answer: dict[str, Any] = {
             "result": True,
-            "message": f"Ran {title} on {tally.records} records in {len(tally.done)} batches.",
+            "message": f"Ran {title} on {_plural(tally.records, 'record')} in "
+            f"{_plural(len(tally.done), 'batch')}.",
         }
         jobs.end_batched(job_id, "succeeded", answer, keep_request=False)
         return
-    committed = f"batches {ranges_text(tally.done)} ({tally.records} records) committed"
-    not_run = f"batches {ranges_text(sorted([*tally.failed, *tally.waiting]))} did not"
+    committed = f"{_batches(tally.done)} ({_plural(tally.records, 'record')}) committed"
+    not_run = f"{_batches(sorted([*tally.failed, *tally.waiting]))} did not"
     messages = [f"Batch {seq} failed: {error}" for seq, error in sorted(tally.errors.items())]
     if row.cancel_requested and not tally.failed:
         messages = [f"Cancelled: {committed}; {not_run} run."]
@@ -218,6 +219,17 @@ def _first_error(ran: Ran) -> str:
         if messages:
             return str(messages[0])
     return "The batch failed."
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}{'es' if noun == 'batch' else 's'}"
+
+
+def _batches(seqs: list[int]) -> str:
+    """``batch 2`` or ``batches 1-3, 5`` (``no batch`` for none)."""
+    if not seqs:
+        return "no batch"
+    return f"{'batch' if len(seqs) == 1 else 'batches'} {ranges_text(seqs)}"
 
 
 def _refusal(messages: list[str]) -> dict[str, Any]:
