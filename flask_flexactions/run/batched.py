@@ -81,8 +81,7 @@ def run_batch(runtime: Runtime, job_id: str, seq: int) -> None:
     row = jobs.get(job_id)
     if row is None or row.state != "running":
         return
-    tally = jobs.batches.tally(job_id)
-    if row.cancel_requested or tally.failed:
+    if row.cancel_requested or jobs.batches.failed_any(job_id):
         end_job(runtime, job_id)  # stopping: no new batch starts
         return
     setattr(g, CALLER_KEY, caller_from_json(row.caller))
@@ -124,8 +123,12 @@ def end_job(runtime: Runtime, job_id: str) -> None:
         return
     tally = jobs.batches.tally(job_id)
     stopping = bool(row.cancel_requested or tally.failed)
-    if tally.running or (tally.waiting and not stopping):
+    if tally.waiting and not stopping:
         return
+    if stopping and tally.waiting:
+        tally = jobs.batches.tally(job_id, count_running=True)
+        if tally.running:
+            return  # the last batch to end ends the job
     title = _title(runtime, row)
     if not stopping:
         answer: dict[str, Any] = {

@@ -213,13 +213,15 @@ class BatchStore:
 
     def claim_in(self, session: Session, job_id: str, seq: int) -> Batch | None:
         """Lock a pending batch for this run (in the session's transaction, which runs it);
-        None if it ran already (or, on PostgreSQL, another process is running it)."""
+        None if it ran already. A second delivery of a batch another process is running
+        waits for that run's end, and then finds the batch done (or pending again, if that
+        run was rolled back)."""
         table = self.table
         statement = sa.select(table).where(
             table.c.job_id == job_id, table.c.seq == seq, table.c.state == PENDING
         )
         if session.get_bind().dialect.name != "sqlite":
-            statement = statement.with_for_update(skip_locked=True)
+            statement = statement.with_for_update()
         row = session.execute(statement).first()
         if row is None:
             return None
@@ -259,8 +261,22 @@ class BatchStore:
                 .values(state=PENDING, error=None, finished_at=None)
             )
 
-    def tally(self, job_id: str) -> Tally:
-        """Where the batches of ``job_id`` stand."""
+    def failed_any(self, job_id: str) -> bool:
+        """Whether a batch of ``job_id`` failed (the job then stops)."""
+        table = self.table
+        with self.db.engine.connect() as connection:
+            return (
+                connection.execute(
+                    sa.select(table.c.seq)
+                    .where(table.c.job_id == job_id, table.c.state == FAILED)
+                    .limit(1)
+                ).first()
+                is not None
+            )
+
+    def tally(self, job_id: str, count_running: bool = False) -> Tally:
+        """Where the batches of ``job_id`` stand; with ``count_running``, which pending
+        batches a process is running now (PostgreSQL: their rows are locked)."""
         table = self.table
         with self.db.engine.begin() as connection:
             found = connection.execute(
@@ -270,7 +286,7 @@ class BatchStore:
             ).all()
             pending = [row.seq for row in found if row.state == PENDING]
             free = pending
-            if pending and connection.dialect.name != "sqlite":
+            if count_running and pending and connection.dialect.name != "sqlite":
                 # Pending batches whose rows another run has locked are running now.
                 free = list(
                     connection.execute(

@@ -166,6 +166,19 @@ def bg_rename(items: list[Item], params: dict[str, Any]) -> str:
     return f"{len(items)} renamed"
 
 
+@flex.action(Item, bulk=True, background=True, batch_size=3, params=[PAUSE])
+def bg_stamp(items: list[Item], params: dict[str, Any]) -> str:
+    """A batched job: one ledger row per item of the batch, so an item stamped twice shows;
+    one line in the runs log per batch started, and its progress for the test to kill."""
+    record_run("bg_stamp")
+    for done, item in enumerate(items, start=1):
+        db.session.add(Ledger(item_id=item.id, amount=1, tag="stamp"))
+        db.session.flush()
+        mark("bg_stamp", done)
+        time.sleep(params.get("pause") or 0)
+    return f"{len(items)} stamped"
+
+
 @flex.action(name="bg_whoami", background=True)
 def bg_whoami(params: dict[str, Any]) -> str:
     """A quick job: the pool process and the PostgreSQL backend that ran it."""

@@ -238,7 +238,8 @@ def reset(database: str, items: int = ITEMS) -> None:
     with connect(database) as connection:
         connection.execute("SET lock_timeout = '5s'")
         connection.execute(
-            "TRUNCATE items, ledger, flexactions_jobs, flexactions_idempotency RESTART IDENTITY"
+            "TRUNCATE items, ledger, flexactions_jobs, flexactions_job_batches, "
+            "flexactions_idempotency RESTART IDENTITY"
         )
         with connection.cursor() as cursor:
             cursor.executemany(

@@ -24,6 +24,7 @@ from tests.deployment.harness import (
     REDIS_HOST,
     REDIS_PORT,
     pending_messages,
+    query,
     record_figures,
     runs,
     scalar,
@@ -354,3 +355,68 @@ def _queued_messages(queue: str) -> list[bytes]:
         with contextlib.suppress(ValueError, KeyError, TypeError, binascii.Error):
             decoded.append(base64.b64decode(json.loads(message)["body"]))
     return raw + decoded
+
+
+# Batched jobs (batch_size): batches spread over the pool, each exactly once
+
+
+def stamps(deployment: Deployment) -> dict[int, int]:
+    """Ledger rows per item, written by ``bg_stamp``."""
+    rows = query(
+        deployment.database,
+        "SELECT item_id, count(*) FROM ledger WHERE tag = 'stamp' GROUP BY item_id",
+    )
+    return {int(item): int(count) for item, count in rows}
+
+
+def test_batches_spread_over_the_pool_and_run_once(deployment: Deployment) -> None:
+    control = deployment.control()
+    worker = deployment.worker(control)
+    job = control.queue("bg_stamp", "items", inverseIds=True, params={"pause": 0.05})
+    current, seconds = settle(control, [job], 60)
+    pids = set(runs(deployment.state_dir, "bg_stamp"))
+    counted = stamps(deployment)
+    record_figures(
+        "batches_over_two_pool_processes",
+        {
+            "attempts": 1,
+            "batches": 4,
+            "job_state": current[job]["state"],
+            "records_done": current[job]["progress"]["done"],
+            "items_stamped_twice": sum(count > 1 for count in counted.values()),
+            "items_missed": ITEMS - len(counted),
+            "pool_processes_used": len(pids & set(worker.pool_pids())),
+            "seconds_to_settle": seconds,
+        },
+    )
+    assert current[job]["state"] == "succeeded", current
+    assert counted == dict.fromkeys(range(1, ITEMS + 1), 1)
+    assert current[job]["progress"]["done"] == ITEMS
+
+
+def test_kill_9_mid_batch_runs_that_batch_again_and_every_item_once(
+    deployment: Deployment,
+) -> None:
+    control = deployment.control()
+    worker = deployment.worker(control)
+    job = control.queue("bg_stamp", "items", inverseIds=True, params={"pause": 0.4})
+    pid, flushed = wait_progress(deployment.state_dir, "bg_stamp", 2)
+    in_pool = pid in worker.pool_pids()
+    os.kill(pid, signal.SIGKILL)
+    current, seconds = settle(control, [job], 60)
+    counted = stamps(deployment)
+    record_figures(
+        "batches_kill_9_mid_batch",
+        {
+            "attempts": 1,
+            "rows_flushed_when_killed": flushed,
+            "job_state": current[job]["state"],
+            "items_stamped_twice": sum(count > 1 for count in counted.values()),
+            "items_missed": ITEMS - len(counted),
+            "batch_runs": len(runs(deployment.state_dir, "bg_stamp")),
+            "seconds_kill_to_final_state": seconds,
+        },
+    )
+    assert in_pool
+    assert current[job]["state"] == "succeeded", current
+    assert counted == dict.fromkeys(range(1, ITEMS + 1), 1)
