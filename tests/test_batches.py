@@ -306,3 +306,33 @@ def test_declaration_mistakes(options: dict[str, Any], message: str) -> None:
     flex = FlexActions()
     with pytest.raises((TypeError, ValueError), match=message):
         flex.register_action(lambda users, params: None, User, name="x", **options)
+
+
+def test_a_batched_job_whose_batches_stalled_fails_and_can_be_retried(
+    stuck: Flask, ledger: Ledger
+) -> None:
+    """No batch started or committed for the whole lease: its workers are gone. The batches
+    that committed stay; retry_action runs the rest."""
+    import datetime as dt
+
+    from flask_flexactions.run.jobs import BATCHES_STALLED
+    from flask_flexactions.run.leases import utcnow
+
+    job = queue(stuck, inverseIds=True)["job"]["id"]
+    with stuck.app_context():
+        state = stuck.extensions["flexactions"]
+        plan_job(state, job)
+        run_batch(state, job, 1)
+        table = state.jobs.table
+        past = utcnow() - dt.timedelta(seconds=1)
+        db.session.execute(table.update().where(table.c.id == job).values(lease_until=past))
+        db.session.commit()
+    stalled = status(stuck.test_client(), job)
+    assert stalled["state"] == "failed"
+    assert stalled["answer"]["errors"]["non_field_errors"] == [BATCHES_STALLED]
+    assert send(stuck.test_client(), "retry_action", {"job": job}).status_code == 200
+    with stuck.app_context():
+        for seq in (1, 2, 3):
+            run_batch(state, job, seq)
+    final = status(stuck.test_client(), job)
+    assert final["state"] == "succeeded" and len(stamps(stuck)) == USERS

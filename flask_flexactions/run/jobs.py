@@ -34,6 +34,10 @@ FINAL_STATES = frozenset(STATES[2:])
 WORKER_LOST = "The worker running this job stopped; nothing it did was committed."
 DATABASE_LOST = "The database went away while this job ran; nothing it did was committed."
 NEVER_STARTED = "No worker started this job in time; nothing ran."
+BATCHES_STALLED = (
+    "No batch of this job started or committed in time (are its workers gone?); the batches "
+    "that committed stay, and retry_action runs the rest."
+)
 
 
 #: What a finished job keeps of its request: nothing (values may hold secret params).
@@ -438,22 +442,28 @@ class JobStore:
         table = self.table
         now = _now()
         waited = now - dt.timedelta(seconds=self.queue_timeout)
+        batched = sa.exists().where(self.batches.table.c.job_id == table.c.id)
+        lost = (table.c.state == "running") & (table.c.lease_until < now)
         counts = {}
-        for name, condition, message in (
-            ("lost", (table.c.state == "running") & (table.c.lease_until < now), WORKER_LOST),
+        for name, condition, message, keep_request in (
+            ("lost", lost & ~batched, WORKER_LOST, False),
+            ("lost_batched", lost & batched, BATCHES_STALLED, True),
             (
                 "never_started",
                 (table.c.state == "queued") & (table.c.created_at < waited),
                 NEVER_STARTED,
+                False,
             ),
         ):
             stale = sa.select(table.c.id).where(condition).limit(limit)
+            values = _final_values("failed", *_message_answer(message))
+            if keep_request:
+                del values["request"]  # retry_action runs the batches that did not commit
             with self.db.engine.begin() as connection:
                 counts[name] = connection.execute(
-                    table.update()
-                    .where(table.c.id.in_(stale), condition)
-                    .values(**_final_values("failed", *_message_answer(message)))
+                    table.update().where(table.c.id.in_(stale), condition).values(**values)
                 ).rowcount
+        counts["lost"] += counts.pop("lost_batched")
         with self.db.engine.begin() as connection:
             expired = list(
                 connection.execute(
@@ -472,8 +482,11 @@ class JobStore:
         """Fail the job ``row`` if it is stale (its worker gone, or never started in time);
         returns whether it was failed here."""
         table = self.table
+        keep_request = False
         if row.state == "running" and worker_gone(row, now):
             message = WORKER_LOST
+            if self.batches.planned(row.id):
+                message, keep_request = BATCHES_STALLED, True
             # The same start only: a newer lease or another run is left alone.
             condition = (table.c.state == "running") & (table.c.started_at == row.started_at)
         elif row.state == "queued" and row.created_at < now - dt.timedelta(
@@ -482,12 +495,13 @@ class JobStore:
             message, condition = NEVER_STARTED, table.c.state == "queued"
         else:
             return False
+        values = _final_values("failed", *_message_answer(message))
+        if keep_request:
+            del values["request"]  # retry_action runs the batches that did not commit
         with self.db.engine.begin() as connection:
             return bool(
                 connection.execute(
-                    table.update()
-                    .where(table.c.id == row.id, condition)
-                    .values(**_final_values("failed", *_message_answer(message)))
+                    table.update().where(table.c.id == row.id, condition).values(**values)
                 ).rowcount
             )
 
