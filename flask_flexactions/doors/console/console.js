@@ -56,6 +56,10 @@
     return words ? words[0].toUpperCase() + words.slice(1) : String(name);
   }
 
+  function sentence(text) {
+    return /[.!?]$/.test(text) ? text : text + ".";
+  }
+
   // Tells screen readers what happened (the page's polite live region).
   function announce(text) {
     const region = $("announcer");
@@ -943,7 +947,7 @@
     if (data.result === false) {
       announce(what + " refused. " + (lines.join(" ") || errorText(data, "")));
     } else {
-      announce(what + ": " + (data.message || (job ? "job " + job.state : "done")) + ".");
+      announce(sentence(what + ": " + (data.message || (job ? "job " + job.state : "done"))));
     }
     return data;
   }
