@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,19 @@ def serve(app: Flask) -> Iterator[str]:
 
 
 @pytest.fixture
-def shop(tmp_path: Path) -> Iterator[tuple[Flask, str]]:
+def servers() -> Iterator[ExitStack]:
+    """Where the served apps are stopped, after the pages (open_console depends on it)."""
+    with ExitStack() as stack:
+        yield stack
+
+
+def _dispose(app: Flask, db: Any) -> None:
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def shop(servers: ExitStack, tmp_path: Path) -> tuple[Flask, str]:
     """A fresh example shop (its demo data on a new SQLite file), served; (app, base URL)."""
     app = create_app(
         {
@@ -69,23 +81,24 @@ def shop(tmp_path: Path) -> Iterator[tuple[Flask, str]]:
             "FLEXACTIONS_CONSOLE": True,
         }
     )
-    with serve(app) as base:
-        yield app, base
-    with app.app_context():
-        shop_db.engine.dispose()
+    servers.callback(_dispose, app, shop_db)
+    return app, servers.enter_context(serve(app))
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[tuple[Lab, str]]:
+def lab(servers: ExitStack, tmp_path: Path) -> tuple[Lab, str]:
     """The lab app (see tests/browser/lab.py) on a new SQLite file, served; (lab, base URL)."""
     lab = create_lab(f"sqlite:///{tmp_path / 'lab.db'}", TOKEN)
-    with serve(lab.app) as base:
-        yield lab, base
+    servers.callback(_dispose, lab.app, test_db)
+    base = servers.enter_context(serve(lab.app))
+
+    def end_the_jobs() -> None:
         lab.step(100)  # let any job still waiting end
         for thread in lab.threads:
             thread.join(timeout=20)
-    with lab.app.app_context():
-        test_db.engine.dispose()
+
+    servers.callback(end_the_jobs)
+    return lab, base
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +126,7 @@ Opener = Callable[..., Any]
 
 @pytest.fixture
 def open_console(
-    browser: Any, viewport: tuple[int, int], request: pytest.FixtureRequest
+    browser: Any, viewport: tuple[int, int], servers: ExitStack, request: pytest.FixtureRequest
 ) -> Iterator[Opener]:
     """Open the console of a served app in a new browser context, signed in unless
     ``sign_in=False``; each page is photographed when the test ends, and its errors fail it."""

@@ -10,8 +10,11 @@
   const MASK = "••••••••";
   // A bulk run over this many records or more (or over "all rows except these") asks first.
   const CONFIRM_FROM = 10;
-  // How often a job that is not finished is asked for its state, and how many the list keeps.
+  // How often a job that is not finished is asked for its state (less often after a minute,
+  // e.g. while no worker takes it), and how many jobs the list keeps.
   const POLL_MS = 1000;
+  const SLOW_POLL_MS = 5000;
+  const SLOW_AFTER_MS = 60000;
   const MAX_JOBS = 20;
   const FINAL_STATES = ["succeeded", "failed", "cancelled"];
   const messagesUrl = new URL("../messages/", window.location.href).href;
@@ -107,10 +110,16 @@
   }
 
   // A message whose answer is JSON: { response, data } (data is null when it is not JSON).
+  // A request that fails (the server is away) answers status 0 and the error's text.
   async function ask(name, params) {
-    const { response } = await post(name, params);
-    const data = await response.json().catch(() => null);
-    return { response, data };
+    try {
+      const { response } = await post(name, params);
+      const data = await response.json().catch(() => null);
+      return { response, data };
+    } catch (error) {
+      const data = { result: false, errors: { non_field_errors: ["The request failed: " + error.message] } };
+      return { response: { ok: false, status: 0 }, data };
+    }
   }
 
   function errorText(data, fallback) {
@@ -657,12 +666,7 @@
     }
     const request = { name: action.name, id: parseId(text) };
     if (model !== null) request.model = model;
-    let answer;
-    try {
-      answer = await ask("get_action_params", request);
-    } catch (error) {
-      answer = { response: { ok: false }, data: null };
-    }
+    const answer = await ask("get_action_params", request);
     if (mine !== defaultsAsked || current.action !== action) return;
     errors.replaceChildren();
     $("target-id").removeAttribute("aria-invalid");
@@ -892,9 +896,9 @@
     const result = $("result");
     $("result-title").textContent = title;
     result.hidden = false;
-    // On a narrow screen the answer is below the form: bring it into view.
+    // On a narrow screen the answer is below the form: bring it up when it starts low.
     const box = result.getBoundingClientRect();
-    if (box.top < 0 || box.top > window.innerHeight - 80) {
+    if (box.top < 0 || box.top > window.innerHeight / 2) {
       result.scrollIntoView({ block: "start", behavior: "instant" });
     }
   }
@@ -1163,7 +1167,12 @@
 
   async function downloadJobFile(id, name, button) {
     button.disabled = true;
-    const { response } = await post("get_action_status", { job: id, download: true });
+    let response;
+    try {
+      ({ response } = await post("get_action_status", { job: id, download: true }));
+    } catch (error) {
+      response = { ok: false, status: error.message };
+    }
     button.disabled = false;
     if (!response.ok) {
       announce("The download failed: " + response.status + ".");
@@ -1192,30 +1201,27 @@
   function watch(id) {
     if (watched.has(id)) return;
     watched.add(id);
+    const since = Date.now();
+    const later = () => (Date.now() - since > SLOW_AFTER_MS ? SLOW_POLL_MS : POLL_MS);
     const tick = async () => {
       if (!watched.has(id) || !authorization()) {
         watched.delete(id);
         return;
       }
-      let answer = null;
-      try {
-        answer = await ask("get_action_status", { job: id });
-      } catch (error) {
-        answer = null; // the server is away: try again
-      }
-      if (answer && answer.response.status === 404) {
+      const answer = await ask("get_action_status", { job: id }); // status 0: try again
+      if (answer.response.status === 404) {
         updateStored(id, "unknown");
         watched.delete(id);
         return;
       }
-      if (answer && answer.data && answer.data.job) {
+      if (answer.response.ok && answer.data && answer.data.job) {
         updateJob(answer.data.job);
         if (FINAL_STATES.includes(answer.data.job.state)) {
           watched.delete(id);
           return;
         }
       }
-      window.setTimeout(tick, POLL_MS);
+      window.setTimeout(tick, later());
     };
     window.setTimeout(tick, POLL_MS);
   }
