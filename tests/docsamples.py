@@ -28,7 +28,7 @@ README = ROOT / "README.md"
 REGENERATE = os.environ.get("FLEXACTIONS_REGENERATE_DOCS") == "1"
 HOW_TO_REGENERATE = (
     "FLEXACTIONS_REGENERATE_DOCS=1 pytest "
-    "tests/test_docs.py tests/test_docs_examples.py tests/test_console_browser.py"
+    "tests/test_docs.py tests/test_docs_examples.py tests/browser"
 )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import uuid
 from pathlib import Path
@@ -81,6 +83,17 @@ def test_console_page_is_served_with_a_strict_policy(client: FlaskClient) -> Non
     assert client.get(CONSOLE + "console.css").mimetype == "text/css"
 
 
+def test_the_policy_admits_the_html_frames_stylesheet_by_its_hash(client: FlaskClient) -> None:
+    """The one inline style the page's policy admits is frame.css, which the script copies
+    into the sandboxed frame of an HTML answer; it learns the hash from Content-Digest."""
+    response = client.get(CONSOLE + "frame.css")
+    assert response.mimetype == "text/css"
+    digest = base64.b64encode(hashlib.sha256(response.data).digest()).decode()
+    assert response.headers["Content-Digest"] == f"sha-256=:{digest}:"
+    assert f"style-src 'self' 'sha256-{digest}';" in CONTENT_SECURITY_POLICY
+    assert "url(" not in response.get_data(as_text=True)  # the frame loads nothing
+
+
 def test_console_without_the_slash_redirects_to_the_page(client: FlaskClient) -> None:
     response = client.get("/flex/console")
     assert response.status_code == 308
@@ -96,6 +109,7 @@ def test_the_console_files_ship_in_the_package() -> None:
     assert sorted(p.name for p in STATIC_DIR.iterdir()) == [
         "console.css",
         "console.js",
+        "frame.css",
         "index.html",
     ]
     pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()

@@ -496,6 +496,23 @@ def test_action_list_of_each_kind(flex: FlexActions, messages: Messages) -> None
     ]
 
 
+def test_action_list_says_which_actions_have_a_preview_or_run_in_the_background(
+    flex: FlexActions,
+) -> None:
+    """Extensions for clients such as the console: absent unless declared."""
+
+    def preview(users: list[User], params: dict[str, Any]) -> str:
+        return "Would block them."
+
+    plain = flex.register_action(handler, User, bulk=True, name="plain")
+    previewed = flex.register_action(handler, User, bulk=True, name="block", preview=preview)
+    queued = flex.register_action(handler, User, bulk=True, name="later", background=True)
+
+    assert "preview" not in plain.wire() and "background" not in plain.wire()
+    assert previewed.wire()["preview"] is True and "background" not in previewed.wire()
+    assert queued.wire()["background"] is True and "preview" not in queued.wire()
+
+
 def test_registration_after_a_listing_rebuilds_the_list(
     flex: FlexActions, messages: Messages
 ) -> None:

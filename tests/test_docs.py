@@ -88,10 +88,22 @@ OTHER_GENERATED = {
     "quickstart.txt": "test_docs.py::test_readme_quickstart_runs_as_shown",
     "testing-pytest.txt": "test_docs_examples.py::test_the_testing_guide_runs_as_written",
     "configuration.md": "test_docs.py::test_configuration_page_lists_every_key",
-    "console.png": "test_console_browser.py::test_foreign_key_picker_searches_the_related_rows",
-    "console-actions.txt": (
-        "test_console_browser.py::test_foreign_key_picker_searches_the_related_rows"
+    "console.png": (
+        "browser/test_console_browser.py::test_foreign_key_picker_searches_the_related_rows"
     ),
+    "console-phone.png": (
+        "browser/test_console_runs.py::"
+        "test_the_answer_is_in_view_after_run_and_the_headers_are_folded"
+    ),
+    "console-confirm.png": (
+        "browser/test_console_runs.py::"
+        "test_all_rows_except_none_asks_first_with_the_count_from_the_preview"
+    ),
+    "console-job.png": (
+        "browser/test_console_jobs.py::test_an_inline_job_answers_its_final_state_with_each_record"
+    ),
+    # The text of what each console screenshot shows, which the tests above check.
+    "console-screens.txt": "browser/conftest.py::keep_for_the_docs",
 }
 
 
@@ -125,7 +137,7 @@ def test_every_generated_file_is_shown_and_checked() -> None:
     for node_id in OTHER_GENERATED.values():
         assert_test_exists(node_id)
     pages = "".join(page.read_text() for page in doc_pages())
-    for name in files - {"console-actions.txt"}:
+    for name in files - {"console-screens.txt"}:
         assert f"_generated/{name}" in pages, f"no page shows docs/_generated/{name}"
 
 

@@ -92,6 +92,12 @@ class Action:
             entry["label"] = entry["verbose_name"] = str(self.label)
         if self.description:
             entry["description"] = str(self.description)
+        # Extensions, for clients such as the console: a dry run answers a declared preview,
+        # and a run answers a job to follow.
+        if self.preview is not None:
+            entry["preview"] = True
+        if self.background:
+            entry["background"] = True
         return entry
 
 

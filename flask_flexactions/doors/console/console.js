@@ -1,17 +1,29 @@
-// The Flex Actions debug console: lists the actions, builds a form per action, sends the real
-// execute_action request and shows both sides of the exchange. Plain JavaScript, no build step.
+// The Flex Actions debug console: lists the actions, builds a form per action (filled with the
+// declared defaults, and those computed from the record), previews and runs it, follows
+// background jobs, and shows the answer first with the exchange below it. Plain JavaScript, no
+// build step, nothing from another host.
 (function () {
   "use strict";
 
   const STORAGE_KEY = "flexactions.authorization";
+  const JOBS_KEY = "flexactions.jobs";
   const MASK = "••••••••";
+  // A bulk run over this many records or more (or over "all rows except these") asks first.
+  const CONFIRM_FROM = 10;
+  // How often a job that is not finished is asked for its state (less often after a minute,
+  // e.g. while no worker takes it), and how many jobs the list keeps.
+  const POLL_MS = 1000;
+  const SLOW_POLL_MS = 5000;
+  const SLOW_AFTER_MS = 60000;
+  const MAX_JOBS = 20;
+  const FINAL_STATES = ["succeeded", "failed", "cancelled"];
   const messagesUrl = new URL("../messages/", window.location.href).href;
   const $ = (id) => document.getElementById(id);
 
   let fields = [];
-  let downloadUrl = null;
+  let downloadUrls = [];
   // The action whose form is shown, for controls that ask the server (computed options).
-  let current = { action: null, model: null };
+  let current = { action: null, model: null, kind: null };
 
   // Builds an element; `props` are DOM properties, except `attrs` and `dataset` objects.
   function el(tag, props, ...children) {
@@ -31,6 +43,33 @@
       }
     }
     return node;
+  }
+
+  function plural(count, noun) {
+    return count + " " + noun + (count === 1 ? "" : "s");
+  }
+
+  // "account_from" and "accountFrom" read "Account from".
+  function humanize(name) {
+    const words = String(name)
+      .replace(/([a-z0-9])([A-Z])/g, "$1 $2")
+      .replace(/[_\-.\s]+/g, " ")
+      .trim()
+      .toLowerCase();
+    return words ? words[0].toUpperCase() + words.slice(1) : String(name);
+  }
+
+  function sentence(text) {
+    return /[.!?]$/.test(text) ? text : text + ".";
+  }
+
+  // Tells screen readers what happened (the page's polite live region).
+  function announce(text) {
+    const region = $("announcer");
+    region.textContent = "";
+    window.setTimeout(() => {
+      region.textContent = text;
+    }, 50);
   }
 
   // --- the credential, kept in session storage only
@@ -68,6 +107,19 @@
       cache: "no-store",
     });
     return { response, headers, body };
+  }
+
+  // A message whose answer is JSON: { response, data } (data is null when it is not JSON).
+  // A request that fails (the server is away) answers status 0 and the error's text.
+  async function ask(name, params) {
+    try {
+      const { response } = await post(name, params);
+      const data = await response.json().catch(() => null);
+      return { response, data };
+    } catch (error) {
+      const data = { result: false, errors: { non_field_errors: ["The request failed: " + error.message] } };
+      return { response: { ok: false, status: 0 }, data };
+    }
   }
 
   function errorText(data, fallback) {
@@ -111,6 +163,10 @@
     $("workspace").hidden = false;
     $("forget").hidden = false;
     renderActions(data);
+    renderJobList();
+    for (const job of storedJobs()) {
+      if (!FINAL_STATES.includes(job.state) && job.state !== "unknown") watch(job.id);
+    }
   }
 
   // --- the list of actions, grouped by collection
@@ -140,8 +196,8 @@
     nav.replaceChildren();
     const sections = [...groups.entries()].sort((a, b) => a[0].localeCompare(b[0]));
     if (common.length) sections.push([null, common]);
-    for (const [model, entries] of sections) {
-      const list = el("ul");
+    sections.forEach(([model, entries], index) => {
+      const list = el("ul", { attrs: { "aria-labelledby": "group-" + index } });
       for (const entry of entries) {
         const kind = kindOf(entry.action);
         const button = el(
@@ -152,7 +208,7 @@
             title: entry.action.description || entry.action.name,
             dataset: { action: entry.action.name, model: model || "" },
           },
-          el("span", {}, entry.action.label || entry.action.name),
+          el("span", {}, entry.action.label || humanize(entry.action.name)),
           el("span", { className: "kind kind-" + kind }, kind),
         );
         button.addEventListener("click", () => {
@@ -161,24 +217,38 @@
           }
           button.setAttribute("aria-current", "true");
           renderForm(entry.action, entry.model);
+          $("action-title").focus();
         });
         list.append(el("li", {}, button));
       }
       const title = model === null ? "Common actions" : model;
-      nav.append(el("section", { className: "group", dataset: { group: title } }, el("h2", {}, title), list));
-    }
+      nav.append(
+        el("section", { className: "group", dataset: { group: title } },
+          el("h2", { id: "group-" + index }, title), list),
+      );
+    });
     if (!actions.length) nav.append(el("p", { className: "hint" }, "No actions are registered."));
   }
 
   // --- one form per action
 
-  function fieldBox(name, labelText, required, input, node, description) {
+  function fieldBox(name, labelText, required, input, node, notes) {
     const label = el("label", { htmlFor: input.id }, labelText);
-    if (required) label.append(el("span", { className: "required-mark", title: "required" }, "*"));
+    // Screen readers say "required" from the control's own attribute; the star is for the eye.
+    if (required) {
+      label.append(el("span", { className: "required-mark", title: "required", attrs: { "aria-hidden": "true" } }, "*"));
+    }
     const errors = el("ul", { className: "errors field-errors", id: "errors-" + input.id });
     const box = el("div", { className: "field", dataset: { field: name } }, label);
     box.append(node);
-    if (description) box.append(el("p", { className: "hint" }, description));
+    const described = [];
+    notes.filter(Boolean).forEach((note, index) => {
+      const id = "hint-" + input.id + "-" + index;
+      box.append(el("p", { className: "hint", id }, note));
+      described.push(id);
+    });
+    described.push(errors.id);
+    input.setAttribute("aria-describedby", described.join(" "));
     box.append(errors);
     return { box, errors };
   }
@@ -190,6 +260,10 @@
     return value;
   }
 
+  function idList(text) {
+    return text.split(",").map((part) => part.trim()).filter(Boolean).map(parseId);
+  }
+
   function textControl(id, param, multiline, code) {
     const input = multiline
       ? el("textarea", { id, className: code ? "code" : "", spellcheck: !code })
@@ -198,6 +272,9 @@
     return {
       input,
       read: () => (input.value === "" ? undefined : input.value),
+      fill: (value) => {
+        input.value = value === null ? "" : String(value);
+      },
     };
   }
 
@@ -224,17 +301,29 @@
         }
         return number;
       },
+      fill: (value) => {
+        input.value = value === null ? "" : String(value);
+      },
     };
   }
 
   function selectControl(id, param) {
     let options = (param.params && param.params.options) || [];
+    let wanted = null; // a default to select once the options are known
     const select = el("select", { id });
+    const choose = () => {
+      if (wanted === null) return;
+      const index = options.findIndex((option) => String(option.value) === String(wanted));
+      if (index >= 0) select.value = String(index);
+    };
     const fill = () => {
+      const chosen = select.value === "" ? null : options[Number(select.value)];
       select.replaceChildren(el("option", { value: "" }, "—"));
       options.forEach((option, index) => {
         select.append(el("option", { value: String(index) }, option.name ?? String(option.value)));
       });
+      if (chosen) wanted = chosen.value;
+      choose();
     };
     fill();
     if (param.params && param.params.dynamic) {
@@ -246,9 +335,8 @@
         const one = $("target-id");
         const many = $("target-ids");
         if (one && one.value.trim()) request.id = parseId(one.value);
-        if (many && many.value.trim()) request.ids = many.value.split(",").map(parseId);
-        const { response } = await post("get_field_options", request);
-        const data = await response.json().catch(() => null);
+        if (many && many.value.trim()) request.ids = idList(many.value);
+        const { response, data } = await ask("get_field_options", request);
         if (response.ok && Array.isArray(data)) {
           options = data;
           fill();
@@ -259,6 +347,11 @@
     return {
       input: select,
       read: () => (select.value === "" ? undefined : options[Number(select.value)].value),
+      fill: (value) => {
+        wanted = value;
+        select.value = "";
+        choose();
+      },
     };
   }
 
@@ -295,7 +388,30 @@
           throw new Error("Not valid JSON: " + error.message);
         }
       },
+      fill: (value) => {
+        input.value = value === null ? "" : JSON.stringify(value, null, 2);
+        check();
+      },
     };
+  }
+
+  // The value a date or time input takes for a default given as ISO text (or Unix seconds).
+  function localDateTime(value, kind) {
+    if (kind === "TimestampField" && typeof value === "number") {
+      const date = new Date(value * 1000);
+      const pad = (number) => String(number).padStart(2, "0");
+      return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) +
+        "T" + pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
+    }
+    const text = String(value);
+    const patterns = {
+      DateField: /^\d{4}-\d\d-\d\d/,
+      TimeField: /^\d\d:\d\d(:\d\d)?/,
+      DateTimeField: /^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?/,
+      TimestampField: /^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?/,
+    };
+    const match = patterns[kind].exec(text);
+    return match ? match[0].replace(" ", "T") : "";
   }
 
   function dateControl(id, param, kind) {
@@ -316,12 +432,21 @@
         if (kind === "TimestampField") return Math.floor(new Date(input.value).getTime() / 1000);
         return input.value;
       },
+      fill: (value) => {
+        input.value = value === null ? "" : localDateTime(value, kind);
+      },
     };
   }
 
   function checkboxControl(id) {
     const input = el("input", { id, type: "checkbox" });
-    return { input, read: () => input.checked };
+    return {
+      input,
+      read: () => input.checked,
+      fill: (value) => {
+        input.checked = value === true;
+      },
+    };
   }
 
   // The ForeignKey picker: the id to send, and a search over the related rows.
@@ -334,10 +459,10 @@
       type: "search",
       className: "picker-search",
       placeholder: "Search " + related + "…",
-      attrs: { "aria-label": "Search " + related },
+      attrs: { "aria-label": "Search " + related + " for " + id.replace(/^param-/, "") },
     });
-    const results = el("ul", { className: "picker-results" });
-    const more = el("button", { type: "button", className: "picker-more", hidden: true }, "More…");
+    const results = el("ul", { className: "picker-results", attrs: { "aria-label": "Matching " + related } });
+    const more = el("button", { type: "button", className: "picker-more secondary small", hidden: true }, "More…");
     let page = 1;
     let timer = null;
     let picked = null;
@@ -346,16 +471,15 @@
 
     async function lookup(append) {
       const mine = ++latest;
-      const { response } = await post("get_related_options", {
+      const { response, data } = await ask("get_related_options", {
         model: related,
         search: search.value,
         page,
         limit: 10,
       });
-      const data = await response.json();
       if (mine !== latest) return; // a newer search, or a pick, came meanwhile
       if (!append) results.replaceChildren();
-      if (!response.ok) {
+      if (!response.ok || !data) {
         results.append(el("li", { className: "error" }, errorText(data, "The search failed.")));
         more.hidden = true;
         return;
@@ -370,6 +494,8 @@
           chosen.textContent = row.label;
           results.replaceChildren();
           more.hidden = true;
+          input.dispatchEvent(new Event("change", { bubbles: true }));
+          input.focus();
         });
         results.append(el("li", {}, option));
       }
@@ -384,6 +510,13 @@
     });
     search.addEventListener("focus", () => {
       if (!results.childElementCount) lookup(false);
+    });
+    // Enter in the search picks the first match instead of running the action.
+    search.addEventListener("keydown", (event) => {
+      if (event.key !== "Enter" || event.ctrlKey || event.metaKey) return;
+      event.preventDefault();
+      const first = results.querySelector("button");
+      if (first) first.click();
     });
     more.addEventListener("click", () => {
       page += 1;
@@ -400,6 +533,11 @@
         if (input.value.trim() === "") return undefined;
         if (picked !== null && String(picked.id) === input.value) return picked.id;
         return parseId(input.value);
+      },
+      fill: (value) => {
+        picked = null;
+        chosen.textContent = "";
+        input.value = value === null ? "" : String(value);
       },
     };
   }
@@ -434,110 +572,282 @@
     }
   }
 
+  // A declared JSON default (not one computed from the record, which get_action_params gives).
+  function hasListedDefault(param) {
+    return "default" in param && !param.default_from_record && param.default !== null;
+  }
+
   function renderForm(action, model) {
     const kind = kindOf(action);
     $("placeholder").hidden = true;
     $("action-form").hidden = false;
-    $("exchange").hidden = true;
-    $("action-title").textContent = action.label || action.name;
+    clearOutcome();
+    $("action-title").textContent = action.label || humanize(action.name);
     const where = model === null ? "a common action" : "a " + kind + " action on " + model;
-    $("action-meta").textContent = action.name + " · " + where + (action.description ? " · " + action.description : "");
+    const traits = [];
+    if (action.preview) traits.push("has a preview");
+    if (action.background) traits.push("runs in the background");
+    $("action-meta").textContent = [action.name + " · " + where, ...traits, action.description]
+      .filter(Boolean)
+      .join(" · ");
     fields = [];
-    current = { action, model };
+    current = { action, model, kind };
     const target = $("target");
     target.replaceChildren();
     if (kind === "record") {
-      const input = el("input", { id: "target-id", type: "text", required: true, placeholder: "15" });
-      target.append(fieldBox("id", "Record id", true, input, input, "The primary key of the record.").box);
+      const input = el("input", { id: "target-id", type: "text", required: true, placeholder: "15", autocomplete: "off" });
+      target.append(fieldBox("id", "Record id", true, input, input, ["The primary key of the record."]).box);
+      if ((action.params || []).some((param) => param.default_from_record)) {
+        input.addEventListener("input", () => askRecordDefaults(action, model, 400));
+        input.addEventListener("change", () => askRecordDefaults(action, model, 0));
+      }
     } else if (kind === "bulk") {
-      const input = el("input", { id: "target-ids", type: "text", required: true, placeholder: "1, 2, 3" });
+      const input = el("input", { id: "target-ids", type: "text", required: true, placeholder: "1, 2, 3", autocomplete: "off" });
       const inverse = el("input", { id: "target-inverse", type: "checkbox" });
       inverse.addEventListener("change", () => {
         input.required = !inverse.checked;
       });
       target.append(
-        fieldBox("ids", "Record ids", true, input, input, "Primary keys, separated by commas.").box,
-        el("label", { className: "inline" }, inverse, " All rows except these ids (inverseIds)"),
+        fieldBox("ids", "Record ids", true, input, input, ["Primary keys, separated by commas."]).box,
+        el("label", { className: "inline check" }, inverse, "All rows except these ids (inverseIds)"),
       );
     }
+    $("defaults-status").textContent = "";
     const box = $("params");
     box.replaceChildren();
     for (const param of action.params || []) {
       const control = controlFor(param, "param-" + param.name);
+      const fromRecord = param.default_from_record
+        ? "Default: from the record, once its id is given."
+        : null;
       const { box: fieldElement, errors } = fieldBox(
         param.name,
-        param.label || param.verbose_name || param.name,
+        param.label || param.verbose_name || humanize(param.name),
         param.required,
         control.input,
         control.wrapper || control.input,
-        param.description,
+        [param.description, fromRecord],
       );
+      const field = { name: param.name, param, control, errors, dirty: false };
+      // What the user types wins over a default filled in later.
+      fieldElement.addEventListener("input", () => { field.dirty = true; });
+      fieldElement.addEventListener("change", () => { field.dirty = true; });
+      if (hasListedDefault(param)) control.fill(param.default);
       box.append(fieldElement);
-      fields.push({ name: param.name, read: control.read, errors });
+      fields.push(field);
     }
     $("non-field-errors").replaceChildren();
+    $("preview").hidden = !action.preview;
     const form = $("action-form");
+    form.classList.remove("submitted");
     form.dataset.action = action.name;
     form.dataset.model = model || "";
     form.dataset.kind = kind;
-    form.onsubmit = (event) => {
-      event.preventDefault();
-      run(action, model, kind);
-    };
   }
+
+  // --- defaults computed from the record: get_action_params once its id is given
+
+  let defaultsTimer = null;
+  let defaultsAsked = 0;
+
+  function askRecordDefaults(action, model, delay) {
+    window.clearTimeout(defaultsTimer);
+    defaultsTimer = window.setTimeout(() => fillRecordDefaults(action, model), delay);
+  }
+
+  async function fillRecordDefaults(action, model) {
+    const mine = ++defaultsAsked;
+    const text = $("target-id") ? $("target-id").value.trim() : "";
+    const status = $("defaults-status");
+    const errors = $("errors-target-id");
+    if (!text) {
+      status.textContent = "";
+      return;
+    }
+    const request = { name: action.name, id: parseId(text) };
+    if (model !== null) request.model = model;
+    const answer = await ask("get_action_params", request);
+    if (mine !== defaultsAsked || current.action !== action) return;
+    errors.replaceChildren();
+    $("target-id").removeAttribute("aria-invalid");
+    const { response, data } = answer;
+    if (!response.ok || !Array.isArray(data)) {
+      status.textContent = "";
+      errors.append(el("li", {}, errorText(data, "The record's defaults could not be read.")));
+      $("target-id").setAttribute("aria-invalid", "true");
+      return;
+    }
+    const filled = [];
+    for (const param of data) {
+      const field = fields.find((candidate) => candidate.name === param.name);
+      if (!field || !param.default_from_record || field.dirty) continue;
+      field.control.fill(param.default);
+      filled.push(field.param.label || humanize(field.name));
+    }
+    status.textContent = filled.length
+      ? "Filled from record " + text + ": " + filled.join(", ") + "."
+      : "";
+  }
+
+  // --- checking and sending
 
   function clearErrors() {
     $("non-field-errors").replaceChildren();
-    for (const list of document.querySelectorAll(".field-errors")) list.replaceChildren();
+    for (const list of document.querySelectorAll("#action-form .field-errors")) list.replaceChildren();
+    for (const node of document.querySelectorAll("#action-form [aria-invalid]")) {
+      node.removeAttribute("aria-invalid");
+    }
   }
 
+  function labelOf(name) {
+    const field = fields.find((candidate) => candidate.name === name);
+    return field ? field.param.label || field.param.verbose_name || humanize(name) : name;
+  }
+
+  // Field errors under their fields, the others above the Run button; returns them as text.
   function showErrors(errors) {
+    const lines = [];
     for (const [key, messages] of Object.entries(errors)) {
       const list = document.getElementById("errors-param-" + key);
       const target = list || $("non-field-errors");
       for (const message of [].concat(messages)) {
         const text = list || key === "non_field_errors" ? String(message) : key + ": " + message;
         target.append(el("li", {}, text));
+        lines.push(key === "non_field_errors" ? String(message) : labelOf(key) + ": " + message);
       }
+      if (list) $("param-" + key).setAttribute("aria-invalid", "true");
+    }
+    return lines;
+  }
+
+  // Hides the answer and the exchange of an earlier run.
+  function clearOutcome() {
+    $("result").hidden = true;
+    $("exchange").hidden = true;
+    $("answer").replaceChildren();
+    for (const id of ["request-line", "request-headers", "request-body", "response-status",
+      "response-headers", "response-body"]) {
+      $(id).textContent = "";
     }
   }
 
-  async function run(action, model, kind) {
-    clearErrors();
+  // The execute_action params of the form, or null when the browser refuses the form.
+  function readForm() {
     const form = $("action-form");
-    if ($("browser-validation").checked && !form.reportValidity()) return;
+    form.classList.add("submitted");
+    const { action, model, kind } = current;
+    if ($("browser-validation").checked && !form.reportValidity()) {
+      const invalid = form.querySelectorAll(":invalid");
+      for (const node of invalid) node.setAttribute("aria-invalid", "true");
+      announce("Not sent: " + plural(invalid.length, "field") + " to correct.");
+      return null;
+    }
     const params = { name: action.name };
     if (model !== null) params.model = model;
     if (kind === "record") params.id = parseId($("target-id").value);
     if (kind === "bulk") {
-      params.ids = $("target-ids").value.split(",").map((part) => part.trim()).filter(Boolean).map(parseId);
+      params.ids = idList($("target-ids").value);
       if ($("target-inverse").checked) params.inverseIds = true;
     }
     const values = {};
     const local = {};
     for (const field of fields) {
       try {
-        const value = field.read();
+        const value = field.control.read();
         if (value !== undefined) values[field.name] = value;
       } catch (error) {
         local[field.name] = [error.message];
       }
     }
     if (Object.keys(local).length) {
-      showErrors(local);
-      return;
+      const lines = showErrors(local);
+      announce("Not sent: " + lines.join(" "));
+      return null;
     }
     params.params = values;
-    $("run").disabled = true;
+    return params;
+  }
+
+  function setBusy(busy) {
+    $("run").disabled = busy;
+    $("preview").disabled = busy;
+    $("result").setAttribute("aria-busy", busy ? "true" : "false");
+  }
+
+  // Sends one execute_action and shows the exchange and its answer; returns the JSON answer.
+  async function send(params) {
+    setBusy(true);
     try {
       const { response, headers, body } = await post("execute_action", params);
       showRequest(headers, body);
-      await showResponse(response);
+      return await showResponse(response);
     } catch (error) {
-      $("non-field-errors").append(el("li", {}, "The request failed: " + error.message));
+      const message = "The request failed: " + error.message;
+      $("non-field-errors").append(el("li", {}, message));
+      announce(message);
+      return null;
     } finally {
-      $("run").disabled = false;
+      setBusy(false);
     }
+  }
+
+  function needsConfirmation(params) {
+    if (current.kind !== "bulk") return false;
+    return params.inverseIds === true || new Set(params.ids.map(String)).size >= CONFIRM_FROM;
+  }
+
+  async function submit(mode) {
+    clearErrors();
+    const params = readForm();
+    if (params === null) {
+      clearOutcome(); // what is on screen is no longer the answer to this form
+      return;
+    }
+    if (mode === "preview") {
+      await send({ ...params, dry_run: true });
+      return;
+    }
+    if (needsConfirmation(params)) {
+      const dry = await send({ ...params, dry_run: true });
+      if (!dry || dry.result !== true) return; // refused: its errors are shown
+      const ok = await confirmRun(params, dry);
+      if (!ok) {
+        announce("Not run.");
+        return;
+      }
+    }
+    await send(params);
+  }
+
+  // Asks before a bulk run over many rows, with the count (and the preview's message).
+  function confirmRun(params, dry) {
+    const { action, model } = current;
+    const count = typeof dry.count === "number" ? dry.count : params.ids.length;
+    const name = action.label || humanize(action.name);
+    $("confirm-title").textContent = "Run " + name + " on " + plural(count, "record") + "?";
+    $("confirm-text").textContent = params.inverseIds
+      ? "All rows of " + model + (params.ids.length
+        ? " except " + plural(params.ids.length, "id") + " (" + params.ids.join(", ") + ")"
+        : ", with no exception") + ": " + plural(count, "record") + "."
+      : plural(count, "record") + " selected.";
+    $("confirm-preview").textContent = action.preview && dry.message ? dry.message : "";
+    $("confirm-run").textContent = "Run on " + plural(count, "record");
+    const dialog = $("confirm");
+    return new Promise((resolve) => {
+      const finish = (answer) => {
+        $("confirm-run").onclick = null;
+        $("confirm-cancel").onclick = null;
+        dialog.onclose = null;
+        if (dialog.open) dialog.close();
+        resolve(answer);
+        $("run").focus();
+      };
+      $("confirm-run").onclick = () => finish(true);
+      $("confirm-cancel").onclick = () => finish(false);
+      dialog.onclose = () => finish(false); // Escape
+      dialog.showModal();
+      $("confirm-cancel").focus();
+    });
   }
 
   // --- both sides of the exchange
@@ -569,24 +879,45 @@
     return plain ? (plain[1] ?? plain[2]).trim() : "download";
   }
 
+  function fileLink(blob, name, id) {
+    const url = URL.createObjectURL(blob);
+    downloadUrls.push(url);
+    return el("p", {}, "A file answer: ",
+      el("a", { id, href: url, download: name }, "Download " + name),
+      " (" + blob.size + " bytes, " + (blob.type || "no type") + ")");
+  }
+
+  function forgetDownloads() {
+    for (const url of downloadUrls) URL.revokeObjectURL(url);
+    downloadUrls = [];
+  }
+
+  function showResult(title) {
+    const result = $("result");
+    $("result-title").textContent = title;
+    result.hidden = false;
+    // On a narrow screen the answer is below the form: bring it up when it starts low.
+    const box = result.getBoundingClientRect();
+    if (box.top < 0 || box.top > window.innerHeight / 2) {
+      result.scrollIntoView({ block: "start", behavior: "instant" });
+    }
+  }
+
   async function showResponse(response) {
     $("response-status").textContent = response.status + " " + response.statusText;
     $("response-headers").textContent = headerLines([...response.headers.entries()]);
     const answer = $("answer");
     answer.replaceChildren();
+    forgetDownloads();
     const disposition = response.headers.get("Content-Disposition") || "";
     if (/^\s*attachment/i.test(disposition)) {
       const blob = await response.blob();
       const name = fileName(disposition);
-      if (downloadUrl) URL.revokeObjectURL(downloadUrl);
-      downloadUrl = URL.createObjectURL(blob);
-      answer.append(
-        el("p", {}, "A file answer: ",
-          el("a", { id: "download", href: downloadUrl, download: name }, "Download " + name),
-          " (" + blob.size + " bytes, " + (blob.type || "no type") + ")"),
-      );
+      answer.append(statusLine(true, response), fileLink(blob, name, "download"));
       $("response-body").textContent = blob.type.startsWith("text/") ? await blob.text() : "";
-      return;
+      showResult("Answer");
+      announce("Answered with a file: " + name + ".");
+      return null;
     }
     const text = await response.text();
     let data = null;
@@ -596,16 +927,303 @@
       data = null;
     }
     $("response-body").textContent = data === null ? text : JSON.stringify(data, null, 2);
-    if (data === null || typeof data !== "object" || Array.isArray(data)) return;
-    if ("result" in data) {
-      answer.append(el("p", { className: data.result ? "result-true" : "result-false" }, "result: " + data.result));
+    if (data === null || typeof data !== "object" || Array.isArray(data)) {
+      answer.append(statusLine(null, response), el("p", { className: "message" }, text.slice(0, 500)));
+      showResult("Answer");
+      announce("The answer is not a JSON object: " + response.status + ".");
+      return null;
     }
-    if (data.message) answer.append(el("p", { className: "message" }, data.message));
-    if (data.html) {
-      // No scripts, no same-origin access: the answer's markup is only displayed.
-      answer.append(el("iframe", { className: "html-answer", title: "HTML answer", srcdoc: data.html, attrs: { sandbox: "" } }));
+    const lines = data.errors && typeof data.errors === "object" ? showErrors(data.errors) : [];
+    const job = data.job && typeof data.job === "object" ? data.job : null;
+    if (job && FINAL_STATES.includes(job.state)) {
+      // It ran inline: the job tells everything, its answer included.
+      answer.append(statusLine(data.result, response));
+    } else {
+      renderAnswer(data, answer, response);
     }
-    if (data.errors && typeof data.errors === "object") showErrors(data.errors);
+    if (job) {
+      remember(job);
+      answer.append(jobCard(job));
+      if (!FINAL_STATES.includes(job.state)) watch(job.id);
+    }
+    showResult(data.dry_run ? "Preview" : "Answer");
+    const what = data.dry_run ? "Preview" : current.action ? current.action.label || current.action.name : "Answer";
+    if (data.result === false) {
+      announce(what + " refused. " + (lines.join(" ") || errorText(data, "")));
+    } else {
+      announce(sentence(what + ": " + (data.message || (job ? "job " + job.state : "done"))));
+    }
+    return data;
+  }
+
+  function statusLine(result, response) {
+    const line = el("p", { className: "status-line" });
+    if (result === true || result === false) {
+      line.append(el("span", { className: result ? "result-true" : "result-false" }, "result: " + result));
+    }
+    if (response && !response.ok) line.append(el("span", { className: "result-false" }, "HTTP " + response.status));
+    return line;
+  }
+
+  // An answer object (of a run, a dry run or a job) into `container`.
+  function renderAnswer(data, container, response) {
+    container.append(statusLine("result" in data ? data.result : null, response));
+    if (data.dry_run) {
+      const count = typeof data.count === "number" ? " · " + plural(data.count, "record") + " selected" : "";
+      container.append(el("p", { className: "hint" }, "Dry run: nothing was changed" + count + "."));
+    }
+    if (data.message) {
+      container.append(el("p", { className: "message" + (data.dry_run ? " preview-message" : "") }, data.message));
+    }
+    if (data.html) container.append(htmlFrame(String(data.html)));
+    if (Array.isArray(data.records)) {
+      const list = el("ul", { className: "records", attrs: { "aria-label": "Outcome per record" } });
+      for (const record of data.records) {
+        const failed = record.result === false;
+        const text = record.message || errorText(record, failed ? "failed" : "done");
+        list.append(el("li", { className: failed ? "failed" : "" },
+          "#" + record.id + " " + (failed ? "failed" : "ok") + ": " + text));
+      }
+      container.append(list);
+    }
+    if (data.errors && typeof data.errors === "object") {
+      const list = el("ul", { className: "errors answer-errors" });
+      for (const [key, messages] of Object.entries(data.errors)) {
+        for (const message of [].concat(messages)) {
+          list.append(el("li", {}, key === "non_field_errors" ? String(message) : labelOf(key) + ": " + message));
+        }
+      }
+      container.append(list);
+    }
+  }
+
+  // --- HTML answers: a sandboxed frame with a stylesheet of its own
+
+  let frameStyle = null;
+
+  // frame.css and its hash, which the page's policy admits as the frame's one inline style.
+  function loadFrameStyle() {
+    if (frameStyle === null) {
+      frameStyle = fetch("frame.css", { credentials: "omit", cache: "no-store" })
+        .then(async (response) => {
+          const digest = /sha-256=:([A-Za-z0-9+/=]+):/.exec(response.headers.get("Content-Digest") || "");
+          return response.ok && digest ? { css: await response.text(), hash: digest[1] } : null;
+        })
+        .catch(() => null);
+    }
+    return frameStyle;
+  }
+
+  function htmlFrame(html) {
+    // No scripts, no same-origin access: the answer's markup is only displayed.
+    const frame = el("iframe", { className: "html-answer", title: "HTML answer", attrs: { sandbox: "" } });
+    loadFrameStyle().then((style) => {
+      // The frame's own policy: nothing to load (images only as data: URLs), no style but ours.
+      const policy = "default-src 'none'; img-src data:; style-src " +
+        (style ? "'sha256-" + style.hash + "'" : "'none'");
+      frame.srcdoc = '<!doctype html><html><head><meta charset="utf-8">' +
+        '<meta http-equiv="Content-Security-Policy" content="' + policy + '">' +
+        (style ? "<style>" + style.css + "</style>" : "") + "</head><body>" + html + "</body></html>";
+    });
+    return frame;
+  }
+
+  // --- background jobs: state, progress, answer and cancel; the tab's recent jobs
+
+  function storedJobs() {
+    try {
+      const jobs = JSON.parse(window.sessionStorage.getItem(JOBS_KEY) || "[]");
+      return Array.isArray(jobs) ? jobs : [];
+    } catch (error) {
+      return [];
+    }
+  }
+
+  function storeJobs(jobs) {
+    window.sessionStorage.setItem(JOBS_KEY, JSON.stringify(jobs.slice(0, MAX_JOBS)));
+  }
+
+  // Adds a job this tab started to the list, or updates its state there.
+  function remember(job) {
+    const jobs = storedJobs();
+    const known = jobs.find((entry) => entry.id === job.id);
+    if (known) {
+      known.state = job.state;
+    } else {
+      const action = current.action;
+      jobs.unshift({
+        id: job.id,
+        action: action ? action.name : job.action,
+        label: action ? action.label || humanize(action.name) : humanize(job.action || "job"),
+        model: current.model,
+        state: job.state,
+        started: Date.now(),
+      });
+    }
+    storeJobs(jobs);
+    renderJobList();
+  }
+
+  function stateBadge(state) {
+    return el("span", { className: "state state-" + state }, state);
+  }
+
+  function renderJobList() {
+    const jobs = storedJobs();
+    const list = $("job-list");
+    list.replaceChildren();
+    $("jobs").hidden = jobs.length === 0;
+    for (const job of jobs) {
+      const when = new Date(job.started).toLocaleTimeString();
+      const open = el("button", { type: "button", className: "job-open", dataset: { job: job.id } },
+        job.label + (job.model ? " on " + job.model : ""));
+      open.addEventListener("click", () => showJob(job.id));
+      list.append(el("li", { dataset: { job: job.id } }, open, stateBadge(job.state),
+        el("span", { className: "when" }, when)));
+    }
+  }
+
+  // A job of the list, shown in the answer's place with its latest state.
+  async function showJob(id) {
+    const entry = storedJobs().find((job) => job.id === id);
+    $("answer").replaceChildren();
+    $("exchange").hidden = true;
+    const { response, data } = await ask("get_action_status", { job: id });
+    if (!response.ok || !data || !data.job) {
+      $("answer").append(el("p", { className: "result-false" }, errorText(data, "This job is gone.")));
+      updateStored(id, "unknown");
+      showResult("Job");
+      return;
+    }
+    $("answer").append(el("p", { className: "hint" }, (entry ? entry.label : "Job") + " · " + id));
+    $("answer").append(jobCard(data.job));
+    updateStored(id, data.job.state);
+    showResult("Job");
+    if (!FINAL_STATES.includes(data.job.state)) watch(id);
+  }
+
+  function updateStored(id, state) {
+    const jobs = storedJobs();
+    const job = jobs.find((entry) => entry.id === id);
+    if (!job || job.state === state) return;
+    job.state = state;
+    storeJobs(jobs);
+    renderJobList();
+  }
+
+  function jobCard(job) {
+    const card = el("div", { className: "job", dataset: { job: job.id } });
+    fillJobCard(card, job);
+    return card;
+  }
+
+  function fillJobCard(card, job) {
+    card.replaceChildren();
+    card.dataset.state = job.state;
+    card.append(el("p", { className: "status-line" }, el("strong", {}, "Background job"),
+      stateBadge(job.state), el("span", { className: "job-id" }, job.id)));
+    const progress = job.progress || {};
+    if (progress.total || progress.done || job.state === "running") {
+      const bar = el("progress", { attrs: { "aria-label": "Progress of the job" } });
+      if (progress.total) {
+        bar.max = progress.total;
+        bar.value = Math.min(progress.done || 0, progress.total);
+      }
+      const counted = progress.total ? progress.done + " of " + progress.total : (progress.done || 0) + " done";
+      card.append(bar, el("p", { className: "hint progress-text" },
+        counted + (progress.status ? " · " + progress.status : "")));
+    }
+    if (!FINAL_STATES.includes(job.state)) {
+      const cancel = el("button", { type: "button", className: "secondary job-cancel" },
+        job.cancel_requested ? "Cancel requested" : "Cancel");
+      cancel.disabled = Boolean(job.cancel_requested);
+      cancel.addEventListener("click", () => cancelJob(job.id, cancel));
+      card.append(el("div", { className: "buttons" }, cancel));
+      return;
+    }
+    if (job.answer && typeof job.answer === "object") renderAnswer(job.answer, card, null);
+    if (job.file) {
+      const name = fileName(job.file.name || "");
+      const get = el("button", { type: "button", className: "secondary job-download" },
+        "Download " + name + " (" + job.file.size + " bytes)");
+      get.addEventListener("click", () => downloadJobFile(job.id, name, get));
+      card.append(el("div", { className: "buttons" }, get));
+    }
+  }
+
+  async function cancelJob(id, button) {
+    button.disabled = true;
+    button.textContent = "Cancelling…";
+    const { response, data } = await ask("cancel_action", { job: id });
+    if (response.ok && data && data.job) {
+      updateJob(data.job);
+      announce("Cancel asked: the job is " + data.job.state + ".");
+    } else {
+      button.disabled = false;
+      button.textContent = "Cancel";
+      announce("The cancel failed: " + errorText(data, String(response.status)));
+    }
+  }
+
+  async function downloadJobFile(id, name, button) {
+    button.disabled = true;
+    let response;
+    try {
+      ({ response } = await post("get_action_status", { job: id, download: true }));
+    } catch (error) {
+      response = { ok: false, status: error.message };
+    }
+    button.disabled = false;
+    if (!response.ok) {
+      announce("The download failed: " + response.status + ".");
+      return;
+    }
+    const blob = await response.blob();
+    const link = fileLink(blob, name, "job-download-" + id);
+    button.parentElement.replaceWith(link);
+    link.querySelector("a").click();
+  }
+
+  function updateJob(job) {
+    const before = storedJobs().find((entry) => entry.id === job.id);
+    if (before && before.state !== job.state) {
+      announce((before.label || "Job") + ": " + job.state + ".");
+    }
+    updateStored(job.id, job.state);
+    for (const card of document.querySelectorAll('.job[data-job="' + CSS.escape(job.id) + '"]')) {
+      fillJobCard(card, job);
+    }
+  }
+
+  const watched = new Set();
+
+  // Asks for the job's state every POLL_MS until it ends (or the credential is forgotten).
+  function watch(id) {
+    if (watched.has(id)) return;
+    watched.add(id);
+    const since = Date.now();
+    const later = () => (Date.now() - since > SLOW_AFTER_MS ? SLOW_POLL_MS : POLL_MS);
+    const tick = async () => {
+      if (!watched.has(id) || !authorization()) {
+        watched.delete(id);
+        return;
+      }
+      const answer = await ask("get_action_status", { job: id }); // status 0: try again
+      if (answer.response.status === 404) {
+        updateStored(id, "unknown");
+        watched.delete(id);
+        return;
+      }
+      if (answer.response.ok && answer.data && answer.data.job) {
+        updateJob(answer.data.job);
+        if (FINAL_STATES.includes(answer.data.job.state)) {
+          watched.delete(id);
+          return;
+        }
+      }
+      window.setTimeout(tick, later());
+    };
+    window.setTimeout(tick, POLL_MS);
   }
 
   // --- start
@@ -621,7 +1239,39 @@
   });
   $("forget").addEventListener("click", () => {
     window.sessionStorage.removeItem(STORAGE_KEY);
+    // The jobs belong to the caller of that credential.
+    window.sessionStorage.removeItem(JOBS_KEY);
+    watched.clear();
     showLogin("");
+  });
+  $("jobs-clear").addEventListener("click", () => {
+    window.sessionStorage.removeItem(JOBS_KEY);
+    watched.clear();
+    renderJobList();
+  });
+  const form = $("action-form");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submit("run");
+  });
+  $("preview").addEventListener("click", () => submit("preview"));
+  // Ctrl+Enter (or Cmd+Enter) runs from anywhere in the form, text areas included.
+  form.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      if (!$("run").disabled) form.requestSubmit($("run"));
+    }
+  });
+  // Fields are marked invalid once left, or once the form was sent; fixing one unmarks it.
+  form.addEventListener("focusout", (event) => {
+    const node = event.target;
+    if (node.matches && node.matches("input, select, textarea")) node.classList.add("touched");
+  });
+  form.addEventListener("input", (event) => {
+    const node = event.target;
+    if (node.getAttribute("aria-invalid") === "true" && node.validity && node.validity.valid) {
+      node.removeAttribute("aria-invalid");
+    }
   });
   if (authorization()) {
     connect();

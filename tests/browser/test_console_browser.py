@@ -1,116 +1,32 @@
-"""The debug console in real headless Chromium, against the example shop served on 127.0.0.1."""
+"""The console's forms and answers, as before this round of work: the action list, one
+control per field type, the request with the token masked, field errors, files, HTML, the
+ForeignKey picker and computed options; each at 1366x768 and 390x844 (see conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
-from examples.shop import create_app
 from examples.shop.models import User, db
-
-CHROMIUM = Path(os.environ.get("FLEXACTIONS_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-TOKEN = "browser-test-token"
-#: The screenshot the docs show, and the text of the action list it shows beside it.
-DOCS_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "_generated" / "console.png"
-DOCS_ACTIONS = DOCS_SCREENSHOT.with_name("console-actions.txt")
+from tests.browser.conftest import (
+    TOKEN,
+    VIEWPORTS,
+    Opener,
+    answer_text,
+    keep_for_the_docs,
+    pick,
+    serve,
+    show_headers,
+)
 
 sync_api = pytest.importorskip(
     "playwright.sync_api",
     reason='the Playwright package is missing: pip install -e ".[test]"',
 )
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"Chromium is not installed at {CHROMIUM}: apt-get install chromium",
-)
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, str]]:
-    """The example shop on a fresh SQLite file, served from a thread; yields (app, base URL)."""
-    database = tmp_path_factory.mktemp("shop") / "shop.db"
-    app = create_app(
-        {
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{database}",
-            "FLEXACTIONS_TOKEN": TOKEN,
-            "FLEXACTIONS_CONSOLE": True,
-        }
-    )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield app, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
-    server.server_close()
-    with app.app_context():
-        db.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Any, shop: tuple[Flask, str], request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A signed-in console page; a screenshot is kept in test-artifacts/ after each test.
-
-    The test fails if the page logged an error, such as a Content-Security-Policy violation.
-    """
-    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    errors: list[str] = []
-    page.on(
-        "console", lambda message: errors.append(message.text) if message.type == "error" else None
-    )
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{shop[1]}/flex/console/")
-    page.fill("#credential", TOKEN)
-    page.click("#login-form button[type=submit]")
-    page.wait_for_selector("#actions button.action")
-    yield page
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    context.close()
-    # Chromium logs every 401 answer; the test of a wrong credential provokes one on purpose.
-    assert [error for error in errors if "status of 401" not in error] == []
-
-
-def pick(page: Any, model: str, action: str) -> None:
-    page.click(f'#actions button[data-action="{action}"][data-model="{model}"]')
-    page.wait_for_selector(f'#action-form[data-action="{action}"]')
-
-
-def answer_text(page: Any) -> str:
-    page.wait_for_selector("#answer p")
-    return str(page.inner_text("#answer"))
-
-
-def keep_for_the_docs(page: Any) -> None:
-    """With FLEXACTIONS_REGENERATE_DOCS=1, write the docs' screenshot of this page and the text
-    of its action list; otherwise check that the committed screenshot lists the actions the
-    console lists now, so it cannot show an older set of actions."""
-    actions = page.inner_text("#actions").strip() + "\n"
-    if os.environ.get("FLEXACTIONS_REGENERATE_DOCS") == "1":
-        page.screenshot(path=str(DOCS_SCREENSHOT), full_page=True)
-        DOCS_ACTIONS.write_text(actions)
-        return
-    assert DOCS_ACTIONS.read_text() == actions, (
-        "docs/_generated/console.png shows another action list than the console's; rewrite "
-        "it with: FLEXACTIONS_REGENERATE_DOCS=1 pytest tests/test_console_browser.py"
-    )
 
 
 def test_lists_the_actions_grouped_by_collection_with_their_kind(page: Any) -> None:
@@ -148,6 +64,7 @@ def test_record_action_shows_the_request_with_the_token_masked(page: Any) -> Non
     assert "Refunded 5.50 of order #2." in answer_text(page)
     url = page.url.replace("/console/", "/messages/")
     assert page.inner_text("#request-line") == f"POST {url}"
+    show_headers(page)
     headers = page.inner_text("#request-headers").splitlines()
     assert "Authorization: Token ••••••••" in headers
     assert "Content-Type: application/json" in headers
@@ -197,6 +114,7 @@ def test_file_answer_downloads_the_csv(page: Any) -> None:
     page.fill("#target-ids", "9, 3")
     page.click("#run")
     page.wait_for_selector("#download")
+    show_headers(page)
     assert 'attachment; filename="orders.csv"' in page.inner_text("#response-headers")
     with page.expect_download() as info:
         page.click("#download")
@@ -220,7 +138,7 @@ def test_html_answer_is_shown_in_a_sandboxed_frame(page: Any) -> None:
     assert "net sales" in answer_text(page)
 
 
-def test_foreign_key_picker_searches_the_related_rows(page: Any) -> None:
+def test_foreign_key_picker_searches_the_related_rows(page: Any, viewport: tuple[int, int]) -> None:
     pick(page, "accounts", "account_transfer")
     picker = '.field[data-field="account_from"]'
     page.fill(f"{picker} .picker-search", "sav")
@@ -237,7 +155,8 @@ def test_foreign_key_picker_searches_the_related_rows(page: Any) -> None:
     page.click("#run")
     assert "Transferred 100.00 from Savings to Operating on 2025-03-01." in answer_text(page)
     assert '"account_from": 2' in page.inner_text("#request-body")
-    keep_for_the_docs(page)
+    if viewport == VIEWPORTS["1366x768"]:
+        keep_for_the_docs(page, "console.png")
 
 
 def test_the_browser_checks_a_decimal_before_sending(page: Any) -> None:
@@ -310,26 +229,14 @@ def every_field(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         test_db.create_all()
         test_db.session.add(Tag(code="vip", label="Very important"))
         test_db.session.commit()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
-    server.server_close()
+    with serve(app) as base:
+        yield base
     with app.app_context():
         test_db.engine.dispose()
 
 
-def test_every_field_type_gets_its_control(
-    browser: Any, every_field: str, request: pytest.FixtureRequest
-) -> None:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    page.goto(f"{every_field}/flex/console/")
-    page.fill("#credential", TOKEN)
-    page.click("#login-form button[type=submit]")
+def test_every_field_type_gets_its_control(open_console: Opener, every_field: str) -> None:
+    page = open_console(every_field)
     pick(page, "", "echo")
     controls = page.eval_on_selector_all(
         "#params [id^=param-]", "nodes => nodes.map(n => [n.id, n.tagName, n.type || ''])"
@@ -390,9 +297,6 @@ def test_every_field_type_gets_its_control(
         "('time', datetime.time(10, 30))",
     ]:
         assert expected in message
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    context.close()
 
 
 def test_a_computed_select_asks_the_server_for_its_options(page: Any) -> None:
