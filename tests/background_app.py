@@ -6,12 +6,13 @@ its database in ``FLEXACTIONS_BG_DATABASE_URL`` and its queue in ``FLEXACTIONS_B
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from typing import Any
 
 from celery import Celery, Task
-from flask import Flask
+from flask import Flask, send_file
 
 from flask_flexactions import ActionError, FlexActions, report_progress
 from tests.models import Tag, User, db
@@ -66,6 +67,13 @@ def stamp_in_batches(users: list[User], params: dict[str, Any]) -> str:
         db.session.flush()
         time.sleep(params.get("pause", 0))
     return f"{len(users)} stamped"
+
+
+@flex.action(User, bulk=True, background=True)
+def export_names(users: list[User], params: dict[str, Any]) -> Any:
+    """A file answer built with ``send_file``, which needs a request context in the worker."""
+    data = "\n".join(user.name for user in users).encode()
+    return send_file(io.BytesIO(data), as_attachment=True, download_name="names.txt")
 
 
 def create_app(database_url: str, *, inline: bool = False, celery: Celery | None = None) -> Flask:

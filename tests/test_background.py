@@ -623,3 +623,16 @@ def test_a_batch_killed_mid_way_runs_again_and_every_row_once(worker: tuple[Flas
     assert codes == sorted(f"stamp-{i}" for i in range(1, 10))
     started = [int(line.split()[1]) for line in batch_log.read_text().splitlines()]
     assert started.count(first_id) == 2  # the killed batch ran again, once
+
+
+def test_a_worker_builds_a_file_answer_with_send_file(worker_app: Flask) -> None:
+    client = worker_app.test_client()
+    response = send(
+        client, "execute_action", {"name": "export_names", "model": "users", "ids": [2, 1]}
+    )
+    job = response.get_json()["job"]["id"]
+    final = wait_for(client, job, lambda j: j["state"] in ("succeeded", "failed", "cancelled"))
+    assert final["state"] == "succeeded", final
+    download = send(client, "get_action_status", {"job": job, "download": True})
+    assert download.data == b"user 2\nuser 1"
+    assert download.headers["Content-Disposition"] == 'attachment; filename="names.txt"'

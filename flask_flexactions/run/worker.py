@@ -6,9 +6,11 @@ the worker starts a job, or records how its run ended, is retried by Celery with
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app, has_app_context
+from flask import current_app, has_app_context, has_request_context
 
 from .batched import plan_job, run_batch, run_batched_inline
 from .job_run import run_job
@@ -66,6 +68,17 @@ def _runtime() -> Runtime:
     return runtime
 
 
+@contextlib.contextmanager
+def _in_a_request() -> Iterator[None]:
+    """A test request context of the app: a handler builds its answer in the worker as in a
+    request, with request-bound helpers such as ``send_file`` and ``url_for``."""
+    if has_request_context():
+        yield
+        return
+    with current_app.test_request_context():
+        yield
+
+
 def run_job_task(task: Any, job_id: str, outcome: dict[str, Any] | None = None) -> None:
     """The Celery task: run the job (or, on a retry, record how its run ended) inside the app
     context the app's Celery Task pushes. A database outage retries it with a backoff."""
@@ -73,7 +86,8 @@ def run_job_task(task: Any, job_id: str, outcome: dict[str, Any] | None = None) 
     runtime.housekeeping.run_if_due()
     try:
         if outcome is None:
-            run_job(runtime, job_id)
+            with _in_a_request():
+                run_job(runtime, job_id)
         elif runtime.jobs is not None:
             runtime.jobs.record(job_id, outcome)
     except RetryLater as later:
@@ -96,7 +110,8 @@ def run_batch_task(task: Any, job_id: str, seq: int) -> None:
     """The Celery task that runs one batch of a batched job."""
     runtime = _runtime()
     try:
-        run_batch(runtime, job_id, seq)
+        with _in_a_request():
+            run_batch(runtime, job_id, seq)
     except RetryLater as later:
         raise task.retry(
             args=(job_id, seq),

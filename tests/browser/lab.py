@@ -21,7 +21,7 @@ from flask import Flask, Response, request
 from markupsafe import escape
 
 from flask_flexactions import ActionError, FlexActions, Result, report_progress
-from flask_flexactions.run.core import run_job
+from flask_flexactions.run.job_run import run_job
 from tests.models import User, db
 
 #: How long a job waits for the test's go before giving up.
