@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, g, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..access.cors import NOSNIFF, add_answer_headers, answer_headers
+from ..access.cors import ALLOW_METHODS, NOSNIFF, add_answer_headers, answer_headers
 from ..caller import CALLER_KEY
 from ..errors import AuthenticationError, ProtocolError
 from ..run.answers import (
@@ -29,6 +29,10 @@ from .console import register_console
 from .forms import get_action_params, get_field_options
 from .incoming import app_state, authenticate_caller, read_json_object
 from .lookup import get_related_options
+from .openapi import ALLOW as DOCUMENT_METHODS
+from .openapi import VIEW as DOCUMENT_VIEW
+from .openapi import register_openapi
+from .routes import register_routes
 
 if TYPE_CHECKING:
     from .state import AppState
@@ -131,7 +135,8 @@ MESSAGES: dict[str, MessageHandler] = {
 
 
 def create_blueprint() -> Blueprint:
-    """The blueprint with the Messages URL at ``/messages/`` (with or without the slash)."""
+    """The blueprint with the Messages URL at ``/messages/`` (with or without the slash), the
+    route of each action at ``/actions/...`` and the OpenAPI document at ``/openapi.json``."""
     blueprint = Blueprint("flexactions", __name__)
     # Two rules rather than strict_slashes=False: neither path may redirect. Methods other than
     # POST and OPTIONS are routed only to answer them with the protocol's 405 body (and the
@@ -144,6 +149,8 @@ def create_blueprint() -> Blueprint:
             methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             provide_automatic_options=False,
         )
+    register_routes(blueprint)
+    register_openapi(blueprint)
     register_console(blueprint)
     blueprint.after_request(_response_headers)
     blueprint.register_error_handler(ProtocolError, _protocol_error)
@@ -188,7 +195,10 @@ def _response_headers(response: BaseResponse) -> BaseResponse:
         return response
     origin = request.environ.get("HTTP_ORIGIN")
     preflight = request.method == "OPTIONS"
-    add_answer_headers(response.headers, answer_headers(state.settings, origin, preflight))
+    document = (request.endpoint or "").endswith("." + DOCUMENT_VIEW)
+    methods = DOCUMENT_METHODS if document else ALLOW_METHODS
+    headers = answer_headers(state.settings, origin, preflight, methods)
+    add_answer_headers(response.headers, headers)
     return response
 
 

@@ -18,11 +18,14 @@ from ..run.jobs import JobStore
 from ..run.runtime import Runtime
 from ..run.sealing import SecretBox
 from ..run.worker import register_tasks
+from .openapi import OpenAPIDocuments
+from .routes import RouteTable
 
 
 class AppState(Runtime):
     """The per-app state: a :class:`~..run.runtime.Runtime` (database, actions, settings,
-    stores), the authentication of requests and the cached action listings.
+    stores), the authentication of requests, the cached action listings and OpenAPI documents,
+    and the table of the actions' routes.
 
     :param authenticator: returns the custom authenticator registered on the extension, if
         any (read at each request, so one registered after ``init_app`` counts).
@@ -64,3 +67,5 @@ class AppState(Runtime):
         )
         self.authenticate = Authentication(settings, authenticator)
         self.listing = ActionListing(registry)
+        self.openapi = OpenAPIDocuments(self, self.listing, self.authenticate)
+        self.routes = RouteTable(registry)
