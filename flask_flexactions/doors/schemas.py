@@ -83,7 +83,12 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # The grammars of the wire fields' text forms (see declare/fields.py), anchored.
 _INTEGER_TEXT = r"^[+-]?[0-9]+$"
 _DECIMAL_TEXT = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-_TIME_TEXT = r"^[0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?$"
+_CLOCK = r"[0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?"
+_TIME_TEXT = f"^{_CLOCK}$"
+# ISO 8601 as the server reads it: RFC 3339's date-time, and also without seconds or offset.
+_DATETIME_TEXT = (
+    f"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[Tt ]{_CLOCK}([Zz]|[+-][0-9]{{2}}(:?[0-9]{{2}})?)?$"
+)
 _DIGITS = r"^[0-9]+$"
 _DIGITS_LIST = r"^([0-9]+(,[0-9]+)*)?$"
 _DECIMAL_MAX_CHARS = 64
@@ -96,7 +101,8 @@ _WIRE_MAPPING: dict[type[fields.Field[Any]], tuple[str | None, str | None]] = {
     Float: ("number", None),
     Timestamp: ("number", None),
     Date: ("string", "date"),
-    DateTime: ("string", "date-time"),
+    # Not format date-time: RFC 3339 refuses what the server reads (10:30 without seconds).
+    DateTime: ("string", None),
     Time: ("string", None),
     JSON: (None, None),
     Translatable: (None, None),
@@ -112,7 +118,10 @@ _HINTS = {
     "DecimalField": "A decimal number: a string keeps every digit, a number is read as written.",
     "IntegerField": "An integer, or its digits as a string (signed 64-bit).",
     "TimestampField": "Unix time in seconds.",
-    "DateTimeField": "An ISO 8601 date and time; without an offset it is a local time.",
+    "DateTimeField": (
+        "An ISO 8601 date and time, e.g. 2024-05-01T10:30:00Z; seconds and the offset may be "
+        "left out (without an offset it is a local time)."
+    ),
     "DateField": "A date, YYYY-MM-DD.",
     "TimeField": "A time of day, HH:MM or HH:MM:SS.",
     "TranslatableField": "A text, or an object of language code to text.",
@@ -333,6 +342,8 @@ def wire_properties(field: fields.Field[Any], schemas: ActionSchemas) -> dict[st
         }
     if isinstance(field, Time):
         return {"pattern": _TIME_TEXT}
+    if isinstance(field, DateTime):
+        return {"pattern": _DATETIME_TEXT}
     if isinstance(field, Translatable):
         return {"type": ["string", "object"], "additionalProperties": {"type": "string"}}
     return {}
