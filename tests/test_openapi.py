@@ -32,6 +32,7 @@ from flask_flexactions.doors.schemas import (
     error_schema,
     operation_id,
     operation_ids,
+    request_body_schema,
 )
 from tests.conftest import AUTH, TOKEN, Messages
 from tests.models import Account, Device, Order, Tag, User
@@ -477,6 +478,7 @@ def test_the_request_schema_is_self_contained(every_type: FlexActions, app: Flas
         for action in state.registry:
             for collection in action.collections or (None,):
                 body = schemas.request_body(action, collection)
+                assert body == request_body_schema(state, action, collection)
                 text = json.dumps(body)
                 assert "$ref" not in text
                 jsonschema.Draft202012Validator.check_schema(body)

@@ -58,6 +58,8 @@ if TYPE_CHECKING:
     from ..run.runtime import Runtime
 
 __all__ = [
+    "DEFAULT_FROM_RECORD_KEY",
+    "DYNAMIC_OPTIONS_KEY",
     "OPENAPI_VERSION",
     "OPTIONS_KEY",
     "RELATED_COLLECTION_KEY",
@@ -66,6 +68,7 @@ __all__ = [
     "error_schema",
     "operation_id",
     "operation_ids",
+    "request_body_schema",
 ]
 
 #: The OpenAPI version of the document; its schemas are JSON Schema 2020-12.
@@ -94,7 +97,7 @@ _DIGITS_LIST = r"^([0-9]+(,[0-9]+)*)?$"
 _DECIMAL_MAX_CHARS = 64
 
 #: What apispec's mapping gives each wire field: ``(type, format)``. The others get their
-#: whole schema from :func:`wire_properties`.
+#: whole schema from :func:`_wire_properties`.
 _WIRE_MAPPING: dict[type[fields.Field[Any]], tuple[str | None, str | None]] = {
     Boolean: ("boolean", None),
     Char: ("string", None),  # and its subclasses Text, Sql, Code
@@ -293,6 +296,15 @@ class ActionSchemas:
         return {**self.key(collection), RELATED_COLLECTION_KEY: collection.name}
 
 
+def request_body_schema(
+    runtime: Runtime, action: Action, collection: Collection | None
+) -> dict[str, Any]:
+    """The JSON Schema of the body of ``action`` on ``collection`` (None for a common
+    action): :meth:`ActionSchemas.request_body` in one call. To describe many actions, build
+    one :class:`ActionSchemas` and ask it for each."""
+    return ActionSchemas(runtime).request_body(action, collection)
+
+
 def _wire_converter(schemas: ActionSchemas) -> OpenAPIConverter:
     """apispec's marshmallow converter for OpenAPI 3.1, taught the wire fields."""
     # apispec documents a resolver returning None (inline the schema) but types it as str.
@@ -310,13 +322,13 @@ def _wire_converter(schemas: ActionSchemas) -> OpenAPIConverter:
     def flexactions_wire_properties(
         converter: OpenAPIConverter, field: fields.Field[Any], **kwargs: Any
     ) -> dict[str, Any]:
-        return wire_properties(field, schemas)
+        return _wire_properties(field, schemas)
 
     converter.add_attribute_function(flexactions_wire_properties)  # type: ignore[no-untyped-call]
     return converter
 
 
-def wire_properties(field: fields.Field[Any], schemas: ActionSchemas) -> dict[str, Any]:
+def _wire_properties(field: fields.Field[Any], schemas: ActionSchemas) -> dict[str, Any]:
     """The JSON Schema keywords of a wire field that apispec's ``(type, format)`` mapping
     cannot give; an apispec attribute function, so its keys win over the built-in ones."""
     if isinstance(field, Select):
