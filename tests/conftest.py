@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from flask_flexactions import FlexActions
 from tests.models import db
 
 pytest_plugins = ["pytester"]
+
+#: schemathesis 4 needs Python 3.11; the package itself runs on 3.10.
+collect_ignore = ["test_schemathesis.py"] if sys.version_info < (3, 11) else []
 
 TOKEN = "s3cret-test-token"
 AUTH = {"Authorization": f"Token {TOKEN}"}

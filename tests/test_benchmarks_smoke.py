@@ -23,6 +23,7 @@ def test_overhead(tmp_path: Path) -> None:
     for label in ('FLEXACTIONS_AUDIT="table"', "Idempotency-Key", "scope hook", "lock=True"):
         assert label in text
     assert report.headlines[0].value > 0
+    assert "through its route" in text and report.headlines[1].value > 0
 
 
 def test_bulk(tmp_path: Path) -> None:

@@ -403,6 +403,7 @@ def test_main_prints_the_url_token_and_curl(
     out = capsys.readouterr().out
     assert started == [("127.0.0.1", 5123)]
     assert "http://127.0.0.1:5123/flex/messages/" in out
+    assert "http://127.0.0.1:5123/flex/openapi.json" in out
     assert (
         "curl -s -X POST -H 'Authorization: Token test-token' -H 'Content-Type: application/json'"
         """ -d '{"name":"get_action_list"}' http://127.0.0.1:5123/flex/messages/"""

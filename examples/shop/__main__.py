@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     token = app.config["FLEXACTIONS_TOKEN"]
     url = f"http://{args.host}:{args.port}/flex/messages/"
     console = f"http://{args.host}:{args.port}/flex/console/"
+    openapi = f"http://{args.host}:{args.port}/flex/openapi.json"
     curl = shlex.join(
         [
             "curl",
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         f"Token:         {token}\n"
         f"Send it as:    Authorization: Token {token}\n\n"
         f"List the actions:\n  {curl}\n\n"
-        f"Debug console: {console}  (paste the token when it asks)\n",
+        f"Debug console: {console}  (paste the token when it asks)\n"
+        f"OpenAPI:       {openapi}  (one route per action, see docs/openapi.md)\n",
         flush=True,
     )
     app.run(host=args.host, port=args.port)

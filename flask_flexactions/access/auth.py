@@ -102,6 +102,11 @@ class Authentication:
                 settings.jet_auth_cache_seconds,
             )
 
+    @property
+    def custom_authenticator(self) -> Authenticator | None:
+        """The custom authenticator registered now, if any."""
+        return self._custom()
+
     def __call__(self, request: Request) -> Caller:
         """The caller of ``request``, or :class:`AuthenticationError` (401)."""
         custom = self._custom()

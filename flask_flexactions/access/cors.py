@@ -1,4 +1,4 @@
-"""CORS headers of the Messages URL, which the admin UI calls straight from the browser."""
+"""CORS headers of the blueprint's URLs, which the admin UI calls straight from the browser."""
 
 from __future__ import annotations
 
@@ -15,13 +15,16 @@ NOSNIFF = ("X-Content-Type-Options", "nosniff")
 
 
 def answer_headers(
-    settings: Settings, origin: str | None, preflight: bool
+    settings: Settings, origin: str | None, preflight: bool, methods: str = ALLOW_METHODS
 ) -> tuple[tuple[str, str], ...]:
     """The headers every answer gets: nosniff, ``Vary: Origin`` and the CORS headers, with
-    ``Access-Control-Allow-Origin`` only for an allowed origin."""
+    ``Access-Control-Allow-Origin`` only for an allowed origin.
+
+    :param methods: ``Access-Control-Allow-Methods``: what the answering URL takes.
+    """
     allowed = bool(origin) and (settings.cors_any_origin or origin in settings.cors_origins)
     fixed = _fixed_headers(
-        settings.cors_allow_headers, settings.cors_max_age if preflight else None
+        settings.cors_allow_headers, settings.cors_max_age if preflight else None, methods
     )
     if not allowed:
         return fixed
@@ -32,11 +35,13 @@ def answer_headers(
 # Built once per configuration rather than per answer: setting these headers one by one was
 # about a quarter of the extension's overhead on a small record action.
 @lru_cache(maxsize=32)
-def _fixed_headers(allow_headers: str, max_age: int | None) -> tuple[tuple[str, str], ...]:
+def _fixed_headers(
+    allow_headers: str, max_age: int | None, methods: str
+) -> tuple[tuple[str, str], ...]:
     fixed: tuple[tuple[str, str], ...] = (
         NOSNIFF,
         ("Vary", "Origin"),
-        ("Access-Control-Allow-Methods", ALLOW_METHODS),
+        ("Access-Control-Allow-Methods", methods),
         ("Access-Control-Allow-Headers", allow_headers),
         ("Access-Control-Expose-Headers", EXPOSE_HEADERS),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Hashable
 from typing import Any
 
 from ..caller import Caller
@@ -53,6 +54,20 @@ class ActionListing:
                 self._by_roles.clear()
             body = self._by_roles[key] = self._build(caller)
         return body
+
+    def audience(self, caller: Caller) -> Hashable | None:
+        """What decides which actions ``caller`` may run: callers of the same audience may run
+        the same actions, so other doors can cache what they build per audience. None when a
+        callable permission makes every caller a case of its own."""
+        if self._version != self.registry.version:
+            self._rebuild()
+        if caller.read_only:
+            return ("read-only",)
+        if not self._any_permission:
+            return ("everyone",)
+        if self._any_callable:
+            return None
+        return ("roles", caller.superuser, caller.roles & self._role_names)
 
     def _rebuild(self) -> None:
         version = self.registry.version

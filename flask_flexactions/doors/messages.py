@@ -9,9 +9,8 @@ from flask import Blueprint, current_app, g, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..access.cors import NOSNIFF, add_answer_headers, answer_headers
+from ..access.cors import ALLOW_METHODS, NOSNIFF, add_answer_headers, answer_headers
 from ..caller import CALLER_KEY
-from ..config import Settings
 from ..errors import AuthenticationError, ProtocolError
 from ..run.answers import (
     INTERNAL_ERROR_MESSAGE,
@@ -28,7 +27,12 @@ from ..run.request import ExecuteRequest, read_request
 from .body import parse_object
 from .console import register_console
 from .forms import get_action_params, get_field_options
+from .incoming import app_state, authenticate_caller, read_json_object
 from .lookup import get_related_options
+from .openapi import ALLOW as DOCUMENT_METHODS
+from .openapi import VIEW as DOCUMENT_VIEW
+from .openapi import register_openapi
+from .routes import register_routes
 
 if TYPE_CHECKING:
     from .state import AppState
@@ -144,7 +148,8 @@ MESSAGES: dict[str, MessageHandler] = {
 
 
 def create_blueprint() -> Blueprint:
-    """The blueprint with the Messages URL at ``/messages/`` (with or without the slash)."""
+    """The blueprint with the Messages URL at ``/messages/`` (with or without the slash), the
+    route of each action at ``/actions/...`` and the OpenAPI document at ``/openapi.json``."""
     blueprint = Blueprint("flexactions", __name__)
     # Two rules rather than strict_slashes=False: neither path may redirect. Methods other than
     # POST and OPTIONS are routed only to answer them with the protocol's 405 body (and the
@@ -157,6 +162,8 @@ def create_blueprint() -> Blueprint:
             methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             provide_automatic_options=False,
         )
+    register_routes(blueprint)
+    register_openapi(blueprint)
     register_console(blueprint)
     blueprint.after_request(_response_headers)
     blueprint.register_error_handler(ProtocolError, _protocol_error)
@@ -167,21 +174,15 @@ def create_blueprint() -> Blueprint:
 
 def messages() -> BaseResponse:
     """The Messages URL: answer a CORS preflight, or authenticate and dispatch one message."""
-    state: AppState = _state()
+    state = app_state()
     if request.method == "OPTIONS":
         return current_app.response_class(status=204)
     if request.method != "POST":
         response = message_error("The Messages URL takes POST with a JSON body.", 405)
         response.headers["Allow"] = "POST, OPTIONS"
         return response
-    setattr(g, CALLER_KEY, state.authenticate(request))
-    try:
-        state.check_registrations()
-    except ValueError:
-        # A declaration registered after init_app names a model that does not exist.
-        current_app.logger.exception("A Flex action declaration is invalid")
-        return message_error(INTERNAL_ERROR_MESSAGE, 500)
-    envelope = _read_envelope(state.settings)
+    authenticate_caller(state)
+    envelope = read_json_object(state.settings)
     name = envelope.get("name")
     if not isinstance(name, str):
         raise ProtocolError('The body needs "name", the message name, e.g. "get_action_list".')
@@ -199,45 +200,6 @@ def messages() -> BaseResponse:
     return handler(state, params)
 
 
-def _state() -> AppState:
-    state = current_app.extensions.get("flexactions")
-    if state is None:
-        raise RuntimeError(
-            "The Flex Actions blueprint is registered but the extension is not initialised on "
-            "this app: call flex.init_app(app, db=db) before serving requests."
-        )
-    return state  # type: ignore[no-any-return]
-
-
-def _read_envelope(settings: Settings) -> dict[str, Any]:
-    """The request body as a JSON object, refusing other media types and oversized bodies."""
-    if request.mimetype != "application/json":
-        raise ProtocolError(
-            "Send the message as JSON with Content-Type: application/json.", status=415
-        )
-    declared = request.content_length
-    if declared is not None and declared > settings.max_body:
-        raise _too_large(settings)
-    # One byte past the cap tells an oversized body without a Content-Length (chunked); a
-    # declared length bounds the read, so a small request never reserves the whole cap.
-    limit = settings.max_body if declared is None else declared
-    try:
-        data = request.stream.read(limit + 1)
-    except Exception as error:
-        # Each server's reader of a chunked body raises its own error for malformed framing
-        # (gunicorn's ParseException, OSError, ValueError...); this read does nothing else.
-        raise ProtocolError(
-            "The request body could not be read: its chunked encoding is malformed."
-        ) from error
-    if len(data) > settings.max_body:
-        raise _too_large(settings)
-    return parse_object(data, settings.max_depth, "The request body")
-
-
-def _too_large(settings: Settings) -> ProtocolError:
-    return ProtocolError(f"The request body is larger than {settings.max_body} bytes.", status=413)
-
-
 def _response_headers(response: BaseResponse) -> BaseResponse:
     """CORS headers, and nosniff so a browser never runs an answer as another type."""
     state = current_app.extensions.get("flexactions")
@@ -246,13 +208,16 @@ def _response_headers(response: BaseResponse) -> BaseResponse:
         return response
     origin = request.environ.get("HTTP_ORIGIN")
     preflight = request.method == "OPTIONS"
-    add_answer_headers(response.headers, answer_headers(state.settings, origin, preflight))
+    document = (request.endpoint or "").endswith("." + DOCUMENT_VIEW)
+    methods = DOCUMENT_METHODS if document else ALLOW_METHODS
+    headers = answer_headers(state.settings, origin, preflight, methods)
+    add_answer_headers(response.headers, headers)
     return response
 
 
 def _protocol_error(error: ProtocolError) -> BaseResponse:
     if error.status == 503:
-        return unavailable_response(error.message, _state().settings.retry_after)
+        return unavailable_response(error.message, app_state().settings.retry_after)
     response = message_error(error.message, error.status)
     if isinstance(error, AuthenticationError):
         response.headers["WWW-Authenticate"] = 'Token realm="flexactions"'
@@ -272,4 +237,4 @@ def _unexpected_error(error: Exception) -> BaseResponse:
     if not is_unavailable(error):
         raise error
     where = f"The Flex Actions message {g.get(MESSAGE_NAME_KEY)!r}"
-    return unexpected_error_response(error, where, _state().settings.retry_after)
+    return unexpected_error_response(error, where, app_state().settings.retry_after)

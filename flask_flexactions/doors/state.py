@@ -19,11 +19,14 @@ from ..run.jobs import JobStore
 from ..run.runtime import Runtime
 from ..run.sealing import SecretBox
 from ..run.worker import register_tasks, run_inline
+from .openapi import OpenAPIDocuments
+from .routes import RouteTable
 
 
 class AppState(Runtime):
     """The per-app state: a :class:`~..run.runtime.Runtime` (database, actions, settings,
-    stores), the authentication of requests and the cached action listings.
+    stores), the authentication of requests, the cached action listings and OpenAPI documents,
+    and the table of the actions' routes.
 
     :param authenticator: returns the custom authenticator registered on the extension, if
         any (read at each request, so one registered after ``init_app`` counts).
@@ -67,3 +70,5 @@ class AppState(Runtime):
             self.run_inline = functools.partial(run_inline, self)
         self.authenticate = Authentication(settings, authenticator)
         self.listing = ActionListing(registry)
+        self.openapi = OpenAPIDocuments(self, self.listing, self.authenticate)
+        self.routes = RouteTable(registry)

@@ -1,0 +1,146 @@
+"""The route of each action: ``POST <prefix>/actions/<collection>/<action>`` (or
+``/actions/<action>`` for a common action) with a plain JSON body, run by the same core as the
+Messages URL.
+
+The body is ``{"id": ...}`` for a record action, ``{"ids": [...], "inverseIds": false}`` for a
+bulk action, ``"values"`` for the input values and ``"dry_run"``; any other key is refused
+(400), so a typo never runs an action with its defaults. The answers, the authentication, the
+CORS headers, the limits and the ``Idempotency-Key`` header are the Messages URL's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from flask import Blueprint, current_app, request
+from werkzeug.wrappers import Response as BaseResponse
+
+from ..declare.actions import ActionKind, ActionRegistry
+from ..errors import ProtocolError
+from ..run.answers import message_error
+from ..run.audit import Attempt
+from ..run.core import run_request
+from ..run.idempotency import KEY_HEADER
+from ..run.request import ExecuteRequest, read_request
+from .incoming import app_state, authenticate_caller, read_json_object
+
+if TYPE_CHECKING:
+    from .state import AppState
+
+#: Where the routes are, under the blueprint's ``url_prefix``.
+ROUTES_PATH = "/actions"
+#: The door's name in the audit log.
+DOOR = "route"
+#: The keys a body may have, by the kind of action.
+BODY_KEYS: dict[ActionKind, tuple[str, ...]] = {
+    ActionKind.COMMON: ("values", "dry_run"),
+    ActionKind.COLLECTION: ("values", "dry_run"),
+    ActionKind.RECORD: ("id", "values", "dry_run"),
+    ActionKind.BULK: ("ids", "inverseIds", "values", "dry_run"),
+}
+ALLOW = "POST, OPTIONS"
+
+
+def route_path(collection: str | None, action: str) -> str:
+    """The path of an action's route under the prefix, each name percent-encoded (a wire
+    name such as ``shop;account`` becomes ``shop%3Baccount``)."""
+    names = [action] if collection is None else [collection, action]
+    return ROUTES_PATH + "".join("/" + quote(name, safe="") for name in names)
+
+
+class RouteTable:
+    """Finds the action a route's path names, among every registered action; rebuilt when a
+    registration is added. Names may hold any character, ``/`` included, once decoded."""
+
+    def __init__(self, registry: ActionRegistry) -> None:
+        self.registry = registry
+        self._version = -1
+        self._targets: dict[str, tuple[str | None, str]] = {}
+
+    def find(self, target: str) -> tuple[str | None, str]:
+        """The ``(collection, action)`` of the decoded path after ``/actions/``; one that
+        names nothing registered is split at its first ``/``, so that the core answers 404
+        naming what is unknown."""
+        if self._version != self.registry.version:
+            self._targets = dict(_targets(self.registry))
+            self._version = self.registry.version
+        found = self._targets.get(target)
+        if found is None and target.endswith("/"):
+            found = self._targets.get(target[:-1])  # the same route with a trailing slash
+        if found is not None:
+            return found
+        collection, slash, action = target.rstrip("/").partition("/")
+        return (collection, action) if slash else (None, collection)
+
+
+def _targets(registry: ActionRegistry) -> Iterable[tuple[str, tuple[str | None, str]]]:
+    for action in registry:
+        if not action.collections:
+            yield action.name, (None, action.name)
+        for collection in action.collections:
+            yield f"{collection.name}/{action.name}", (collection.name, action.name)
+
+
+def register_routes(blueprint: Blueprint) -> None:
+    """Route ``/actions/...`` on the extension's blueprint. Methods other than POST and
+    OPTIONS are routed only to answer them with the protocol's 405 body."""
+    blueprint.add_url_rule(
+        ROUTES_PATH + "/<path:target>",
+        "route",
+        run_route,
+        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        provide_automatic_options=False,
+    )
+
+
+def run_route(target: str) -> BaseResponse:
+    """Answer a CORS preflight, or authenticate and run the action the path names."""
+    state = app_state()
+    if request.method == "OPTIONS":
+        return current_app.response_class(status=204)
+    if request.method != "POST":
+        response = message_error("An action's route takes POST with a JSON body.", 405)
+        response.headers["Allow"] = ALLOW
+        return response
+    caller = authenticate_caller(state)
+    body = read_json_object(state.settings, "the body", empty_is_object=True)
+    model, name = state.routes.find(target)
+
+    def read(attempt: Attempt) -> ExecuteRequest:
+        return read_request(
+            state,
+            attempt,
+            action=name,
+            model=model,
+            values=lambda: _values(state, model, name, body),
+            id=body.get("id"),
+            ids=body.get("ids"),
+            inverse=body.get("inverseIds"),
+            dry_run=body.get("dry_run"),
+            key=request.headers.get(KEY_HEADER),
+            door=DOOR,
+        )
+
+    return run_request(state, caller, DOOR, read)
+
+
+def _values(state: AppState, model: str | None, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The input values of ``body``, once the caller may run the action: a body with a key
+    the action does not take is refused (400), whatever else it holds."""
+    action = state.registry.find(model or None, name)
+    allowed = BODY_KEYS[action.kind]
+    unknown = [key for key in body if key not in allowed]
+    if unknown:
+        shown = ", ".join(repr(key[:40]) for key in unknown[:5])
+        raise ProtocolError(
+            f"Unknown key{'s' if len(unknown) > 1 else ''} in the body: {shown}. "
+            f"A {action.kind.value} action takes {', '.join(allowed)}."
+        )
+    values = body.get("values")
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ProtocolError('"values" must be an object of param names to values.')
+    return values
