@@ -11,6 +11,7 @@ from .access.auth import Authenticator
 from .caller import Caller
 from .config import load_settings
 from .declare.actions import Action, ActionRegistry, ParamsDeclaration, make_action
+from .declare.approval import Approval
 from .declare.hooks import Permission, Preview, ScopeHook, check_scope
 from .declare.models import mapper_of
 from .doors.cli import flexactions_cli
@@ -99,6 +100,7 @@ class FlexActions:
         lock: bool = False,
         background: bool = False,
         preview: Preview | None = None,
+        approval: Approval | str | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as an action and return it unchanged.
 
@@ -123,6 +125,10 @@ class FlexActions:
             ``FLEXACTIONS_BACKGROUND_INLINE``.
         :param preview: called with the handler's arguments by a dry run (``"dry_run": true``)
             instead of the handler; returns a summary text or None.
+        :param approval: other people must approve a request before it runs: a role name
+            (one approver holding it, never the requester) or an
+            :class:`~flask_flexactions.Approval`. ``execute_action`` then stores the request
+            and answers that it awaits approval; see :doc:`/approvals`.
         """
 
         def decorator(handler: F) -> F:
@@ -141,6 +147,7 @@ class FlexActions:
                 lock=lock,
                 background=background,
                 preview=preview,
+                approval=approval,
             )
             return handler
 
@@ -163,6 +170,7 @@ class FlexActions:
         lock: bool = False,
         background: bool = False,
         preview: Preview | None = None,
+        approval: Approval | str | None = None,
     ) -> Action:
         """Register ``handler`` as an action; the plain twin of :meth:`action`.
 
@@ -183,6 +191,7 @@ class FlexActions:
             lock=lock,
             background=background,
             preview=preview,
+            approval=approval,
         )
         self.registry.add(action)
         return action
@@ -245,8 +254,9 @@ class FlexActions:
     def audit_records(self, **filters: Any) -> list[AuditRecord]:
         """The audit log of the current app, newest first; needs ``FLEXACTIONS_AUDIT="table"``.
 
-        Filters: ``action``, ``caller_id``, ``outcome``, ``since`` (a datetime), ``limit``
-        (100 by default). Call it inside an app context.
+        Filters: ``action``, ``caller_id``, ``outcome``, ``since`` (a datetime), ``approval``
+        (an approval request's id: its whole trail), ``limit`` (100 by default). Call it
+        inside an app context.
         """
         state: AppState = current_app.extensions[EXTENSION_KEY]
         if not isinstance(state.audit, TableAuditSink):

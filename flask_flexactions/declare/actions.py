@@ -11,6 +11,7 @@ from typing import Any
 from marshmallow import Schema
 
 from ..errors import NotFound
+from .approval import Approval, check_approval
 from .defaults import check_defaults
 from .hooks import Permission, Preview, ScopeHook, check_permission, check_preview, check_scope
 from .models import Collection
@@ -55,6 +56,8 @@ class Action:
     background: bool = False
     #: Called instead of the handler, with the same arguments, by a dry run.
     preview: Preview | None = None
+    #: Other people must approve a request before it runs (see :class:`~.approval.Approval`).
+    approval: Approval | None = None
 
     @property
     def kind(self) -> ActionKind:
@@ -89,6 +92,8 @@ class Action:
             entry["label"] = entry["verbose_name"] = str(self.label)
         if self.description:
             entry["description"] = str(self.description)
+        if self.approval is not None:
+            entry["approval"] = self.approval.wire()
         return entry
 
 
@@ -108,6 +113,7 @@ def make_action(
     lock: bool = False,
     background: bool = False,
     preview: Any = None,
+    approval: Any = None,
 ) -> Action:
     """Check a declaration and build its :class:`Action`, or raise naming the fix."""
     if not callable(handler):
@@ -169,6 +175,7 @@ def make_action(
         lock=lock,
         background=background,
         preview=check_preview(preview, action_name),
+        approval=check_approval(approval, action_name),
     )
     check_defaults(action_name, action.params.schema.load_fields, for_instance and not bulk)
     try:
