@@ -11,6 +11,7 @@ from ..access.listing import ActionListing
 from ..config import Settings
 from ..declare.actions import ActionRegistry
 from ..declare.hooks import ScopeHook
+from ..run.approvals import ApprovalStore
 from ..run.audit import make_sink
 from ..run.housekeeping import Housekeeping
 from ..run.idempotency import IdempotencyStore
@@ -52,15 +53,24 @@ class AppState(Runtime):
             )
             if celery is not None:
                 jobs.task = register_tasks(celery)
+        audit = make_sink(settings.audit, db)
+        approvals = ApprovalStore(
+            db,
+            ttl=settings.approval_ttl,
+            secret=settings.secret_key,
+            audit=audit,
+            registry=registry,
+        )
         super().__init__(
             db,
             registry,
             scopes,
             settings,
-            audit=make_sink(settings.audit, db),
+            audit=audit,
             idempotency=idempotency,
             jobs=jobs,
-            housekeeping=Housekeeping(settings.sweep_interval, jobs, idempotency),
+            housekeeping=Housekeeping(settings.sweep_interval, jobs, idempotency, approvals),
+            approvals=approvals,
         )
         self.authenticate = Authentication(settings, authenticator)
         self.listing = ActionListing(registry)
