@@ -4,22 +4,18 @@ approval signals, shared by the approval tests."""
 from __future__ import annotations
 
 import decimal
-import io
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
-from flask import Flask, Request, send_file
+from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from flask_flexactions import Approval, ApprovalRequest, AuditRecord, Caller, FlexActions
+from flask_flexactions import ApprovalRequest, AuditRecord, Caller, FlexActions
 from flask_flexactions.run.approvals import APPROVALS_TABLE
-from flask_flexactions.signals import approval_decided, approval_ran, approval_requested
 from tests.conftest import AUTH, URL
-from tests.models import Order, User, db
+from tests.models import Order, db
 
 SECRET = "approvals-test-secret-key-0123456789abcdef"
 
@@ -33,16 +29,9 @@ PEOPLE = {
     "root": Caller(id="root", name="Root", superuser=True),
     "anonymous": Caller(name="nobody in particular"),
     "viewer": Caller(id="viewer", roles=frozenset({"lead"}), read_only=True),
+    # Alice again, signed in another way, with the role that approves.
+    "alice-sso": Caller(id="alice", name="Alice", roles=frozenset({"lead"}), scheme="jwt"),
 }
-
-
-@pytest.fixture
-def config() -> dict[str, Any]:
-    return {
-        "SECRET_KEY": SECRET,
-        "FLEXACTIONS_AUDIT": "table",
-        "FLEXACTIONS_BACKGROUND_INLINE": True,
-    }
 
 
 @dataclass
@@ -58,92 +47,6 @@ class Ran:
 def lead_for_level(approver: Caller, request: ApprovalRequest) -> bool:
     """Only carol approves level x; anybody with an id approves the rest."""
     return approver.id == "carol" or request.values.get("level") != "x"
-
-
-@pytest.fixture
-def people() -> dict[str, Caller]:
-    """The callers, by name; a test may change someone's roles before they decide."""
-    return dict(PEOPLE)
-
-
-@pytest.fixture
-def ran(app: Flask, flex: FlexActions, people: dict[str, Caller]) -> Ran:
-    """The actions that need approval, registered on ``flex``, and the rows they act on."""
-    ran = Ran()
-    with app.app_context():
-        db.session.add_all(User(id=i, name=f"user {i}") for i in range(1, 6))
-        db.session.add_all(Order(id=i, total=decimal.Decimal("500.00")) for i in (1, 2))
-        db.session.commit()
-
-    @flex.authenticator
-    def by_name(request: Request) -> Caller | None:
-        scheme, _, name = request.headers.get("Authorization", "").partition(" ")
-        return people.get(name) if scheme == "Bearer" else None
-
-    @flex.action(
-        Order,
-        for_instance=True,
-        label="Refund",
-        params=[
-            {"name": "amount", "field": "DecimalField", "required": True},
-            {"name": "note", "field": "TextField"},
-        ],
-        approval=Approval(
-            role="lead", when=lambda params, order: params["amount"] > 100, reason=True
-        ),
-        preview=lambda order, params: f"Would refund {params['amount']} of order {order.id}.",
-    )
-    def refund(order: Order, params: dict[str, Any]) -> str:
-        ran.calls.append(("refund", order.id, dict(params)))
-        order.refunded = params["amount"]
-        return f"Refunded {params['amount']}."
-
-    @flex.action(
-        User,
-        bulk=True,
-        approval=Approval(role="lead", approvers=2),
-        preview=lambda users, params: f"Would delete {len(users)} users.",
-    )
-    def purge(users: list[User], params: dict[str, Any]) -> str:
-        ran.calls.append(("purge", [u.id for u in users], dict(params)))
-        for user in users:
-            db.session.delete(user)
-        return f"Deleted {len(users)} users."
-
-    @flex.action(
-        params=[
-            {"name": "amount", "field": "DecimalField", "required": True},
-            {"name": "pin", "field": "CharField", "secret": True},
-        ],
-        approval="lead",
-    )
-    def transfer(params: dict[str, Any]) -> str:
-        ran.calls.append(("transfer", None, dict(params)))
-        return f"Transferred {params['amount']}."
-
-    @flex.action(User, bulk=True, background=True, approval="lead")
-    def rename_all(users: list[User], params: dict[str, Any]) -> str:
-        ran.calls.append(("rename_all", [u.id for u in users], dict(params)))
-        for user in users:
-            user.name = f"renamed {user.id}"
-        return f"Renamed {len(users)} users."
-
-    @flex.action(Order, approval="lead")
-    def export(model: type[Order], params: dict[str, Any]) -> Any:
-        ran.calls.append(("export", None, dict(params)))
-        data = io.BytesIO(b"id,total\n1,500.00\n")
-        return send_file(data, mimetype="text/csv", as_attachment=True, download_name="orders.csv")
-
-    @flex.action(
-        name="special",
-        params=[{"name": "level", "field": "CharField"}],
-        approval=Approval(check=lead_for_level),
-    )
-    def special(params: dict[str, Any]) -> str:
-        ran.calls.append(("special", None, dict(params)))
-        return "Special done."
-
-    return ran
 
 
 class Api:
@@ -212,11 +115,6 @@ class Api:
         return str(body["approval"]["state"])
 
 
-@pytest.fixture
-def api(client: FlaskClient, ran: Ran) -> Api:
-    return Api(client)
-
-
 @dataclass
 class Signals:
     """What the approval signals sent: (signal name, state, the summary, extra arguments)."""
@@ -229,25 +127,6 @@ class Signals:
             for name, state, summary, _ in self.sent
             if approval_id is None or summary["id"] == approval_id
         ]
-
-
-@pytest.fixture
-def signals(app: Flask) -> Iterator[Signals]:
-    """A fake receiver of the three approval signals, for this app only."""
-    caught = Signals()
-    receivers = []
-    for signal in (approval_requested, approval_decided, approval_ran):
-
-        def receive(
-            sender: Flask, approval: dict[str, Any], _name: str = signal.name, **extra: Any
-        ) -> None:
-            caught.sent.append((_name, approval["state"], approval, extra))
-
-        signal.connect(receive, app)
-        receivers.append((signal, receive))
-    yield caught
-    for signal, receive in receivers:
-        signal.disconnect(receive, app)
 
 
 def trail(flex: FlexActions, app: Flask, approval_id: str) -> list[tuple[str, str | None]]:

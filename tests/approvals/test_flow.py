@@ -12,18 +12,13 @@ import sqlalchemy as sa
 from flask import Flask
 
 from flask_flexactions import Approval, FlexActions
-from tests.approvals_support import (
+from tests.approvals.support import (
     Api,
     Ran,
     Signals,
-    api,  # noqa: F401 - fixtures
     approval_rows,
-    config,  # noqa: F401
-    people,  # noqa: F401
-    ran,  # noqa: F401
     records,
     refunded,
-    signals,  # noqa: F401
     trail,
 )
 from tests.conftest import URL
