@@ -541,3 +541,29 @@ def test_the_action_list_tells_which_actions_need_approval(api: Api) -> None:
     listed = {a["name"]: a for a in api.send("alice", "get_action_list").get_json()}
     assert listed["refund"]["approval"] == {"approvers": 1, "reason": True, "conditional": True}
     assert listed["purge"]["approval"] == {"approvers": 2, "reason": False, "conditional": False}
+
+
+def test_a_when_that_raises_asks_for_approval(app: Flask, flex: FlexActions, api: Api) -> None:
+    def broken(params: Any, model: Any) -> bool:
+        raise KeyError("amount")
+
+    @flex.action(Order, name="fragile", approval=Approval(role="lead", when=broken))
+    def fragile(model: type[Order], params: dict[str, Any]) -> None:
+        raise AssertionError("never runs before an approval")
+
+    body = api.execute("alice", "fragile", "orders").get_json()
+    assert body["approval"]["state"] == "pending"
+
+
+def test_a_receiver_that_raises_changes_nothing(app: Flask, api: Api, ran: Ran) -> None:
+    from flask_flexactions.signals import approval_requested
+
+    def broken(sender: Flask, **extra: Any) -> None:
+        raise RuntimeError("the chat is down")
+
+    approval_requested.connect(broken, app)
+    try:
+        approval_id = api.request_refund()
+    finally:
+        approval_requested.disconnect(broken, app)
+    assert api.approve("bob", approval_id).get_json()["result"] is True
