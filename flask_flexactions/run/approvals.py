@@ -448,6 +448,11 @@ class ApprovalStore:
             ).rowcount
         return counts
 
+    @property
+    def in_use(self) -> bool:
+        """Whether a registered action needs approval (else the sweep leaves the table be)."""
+        return self.registry is not None and any(a.approval for a in self.registry)
+
     def action_of(self, stored: Stored) -> Action | None:
         """The action ``stored`` is for, if it is still registered."""
         if self.registry is None:

@@ -64,6 +64,6 @@ class Housekeeping:
             counts.update(self.jobs.sweep())
         if self.keys is not None:
             counts["expired_keys"] = self.keys.delete_expired()
-        if self.approvals is not None:
+        if self.approvals is not None and self.approvals.in_use:
             counts.update(self.approvals.sweep())
         return counts
