@@ -8,6 +8,7 @@ to ``ran`` inside the run's transaction, so it runs at most once.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import uuid
@@ -172,24 +173,7 @@ class ApprovalStore:
         }
         text = dumps_exact(frozen)
         digest = signer.sign(text, sealed or "")
-        session.execute(
-            self.table.insert().values(
-                id=approval_id,
-                action=_clip(action.name, 255),
-                model=_clip(model, 255),
-                requester_id=_clip(requester.id, 255),
-                requester_scheme=_clip(requester.scheme, 32),
-                state="pending",
-                frozen=text,
-                sealed=sealed,
-                digest=digest,
-                decisions=[],
-                version=0,
-                created_at=created,
-                expires_at=expires_at,
-            )
-        )
-        inserted = _Row(
+        columns = _Row(
             id=approval_id,
             action=str(_clip(action.name, 255)),
             model=_clip(model, 255),
@@ -204,7 +188,8 @@ class ApprovalStore:
             created_at=created,
             expires_at=expires_at,
         )
-        return self._read(inserted)
+        session.execute(self.table.insert().values(**dataclasses.asdict(columns)))
+        return self._read(columns)
 
     # Reading
 
@@ -474,7 +459,7 @@ class ApprovalStore:
 
 @dataclass(frozen=True)
 class _Row:
-    """A row as it was just inserted (read back without a query)."""
+    """The columns of a new request: inserted, and read back without a query."""
 
     id: str
     action: str
