@@ -7,6 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import fields
 from .caller import Caller, current_caller
 from .declare.actions import Action, ActionKind
+from .declare.approval import Approval, ApprovalRequest
 from .declare.hooks import Scope
 from .declare.options import DynamicSelect
 from .errors import (
@@ -30,6 +31,8 @@ __all__ = [
     "Action",
     "ActionError",
     "ActionKind",
+    "Approval",
+    "ApprovalRequest",
     "AuditRecord",
     "AuthenticationError",
     "Caller",

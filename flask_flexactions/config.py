@@ -64,8 +64,12 @@ DEFAULTS: dict[str, Any] = {
     "FLEXACTIONS_JOB_QUEUE_TIMEOUT": 3600,
     # Seconds between two sweeps of stale jobs and expired keys in one process.
     "FLEXACTIONS_SWEEP_INTERVAL": 60,
-    # The key that encrypts the secret params of queued jobs; defaults to SECRET_KEY.
+    # The key that encrypts the secret params of queued jobs and approval requests, and signs
+    # approval requests; defaults to SECRET_KEY.
     "FLEXACTIONS_SECRET_KEY": None,
+    # Seconds a request to run an action that needs approval waits for its decisions before it
+    # expires (an action's Approval(expires=...) wins); a decided request is kept as long again.
+    "FLEXACTIONS_APPROVAL_TTL": 3 * 24 * 3600,
     # Jet Admin project name. Setting it accepts ``Authorization: JWT <token>`` whose
     # ``projects`` claim holds this project.
     "FLEXACTIONS_JET_PROJECT": None,
@@ -123,6 +127,7 @@ class Settings:
     sweep_interval: int = 60
     #: ``FLEXACTIONS_SECRET_KEY``, else the app's ``SECRET_KEY``; None when neither is set.
     secret_key: str | bytes | None = None
+    approval_ttl: int = 3 * 24 * 3600
 
     @property
     def cors_any_origin(self) -> bool:
@@ -225,4 +230,5 @@ def load_settings(app: Flask) -> Settings:
         job_queue_timeout=_positive_int(app, "FLEXACTIONS_JOB_QUEUE_TIMEOUT"),
         sweep_interval=_positive_int(app, "FLEXACTIONS_SWEEP_INTERVAL"),
         secret_key=_secret_key(app),
+        approval_ttl=_positive_int(app, "FLEXACTIONS_APPROVAL_TTL", minimum=60),
     )

@@ -11,6 +11,7 @@ from .access.auth import Authenticator
 from .caller import Caller
 from .config import load_settings
 from .declare.actions import Action, ActionRegistry, ParamsDeclaration, make_action
+from .declare.approval import Approval
 from .declare.hooks import Permission, Preview, ScopeHook, check_scope
 from .declare.models import mapper_of
 from .doors.cli import flexactions_cli
@@ -100,6 +101,7 @@ class FlexActions:
         background: bool = False,
         preview: Preview | None = None,
         batch_size: int | None = None,
+        approval: Approval | str | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as an action and return it unchanged.
 
@@ -127,6 +129,10 @@ class FlexActions:
         :param batch_size: run a background bulk action's selection in batches of this many
             rows, read in primary key order, each batch in a transaction of its own and
             spread over the Celery workers; the handler gets one batch's rows at a time.
+        :param approval: other people must approve a request before it runs: a role name
+            (one approver holding it, never the requester) or an
+            :class:`~flask_flexactions.Approval`. ``execute_action`` then stores the request
+            and answers that it awaits approval; see :doc:`/approvals`.
         """
 
         def decorator(handler: F) -> F:
@@ -146,6 +152,7 @@ class FlexActions:
                 background=background,
                 preview=preview,
                 batch_size=batch_size,
+                approval=approval,
             )
             return handler
 
@@ -169,6 +176,7 @@ class FlexActions:
         background: bool = False,
         preview: Preview | None = None,
         batch_size: int | None = None,
+        approval: Approval | str | None = None,
     ) -> Action:
         """Register ``handler`` as an action; the plain twin of :meth:`action`.
 
@@ -190,6 +198,7 @@ class FlexActions:
             background=background,
             preview=preview,
             batch_size=batch_size,
+            approval=approval,
         )
         self.registry.add(action)
         return action
@@ -252,8 +261,9 @@ class FlexActions:
     def audit_records(self, **filters: Any) -> list[AuditRecord]:
         """The audit log of the current app, newest first; needs ``FLEXACTIONS_AUDIT="table"``.
 
-        Filters: ``action``, ``caller_id``, ``outcome``, ``since`` (a datetime), ``limit``
-        (100 by default). Call it inside an app context.
+        Filters: ``action``, ``caller_id``, ``outcome``, ``since`` (a datetime), ``approval``
+        (an approval request's id: its whole trail), ``limit`` (100 by default). Call it
+        inside an app context.
         """
         state: AppState = current_app.extensions[EXTENSION_KEY]
         if not isinstance(state.audit, TableAuditSink):

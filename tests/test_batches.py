@@ -300,6 +300,7 @@ def test_each_batch_has_its_audit_record(inline: Flask, ledger: Ledger) -> None:
             {"batch_size": 5, "bulk": True, "background": True, "preview": lambda u, p: "x"},
             "preview",
         ),
+        ({"batch_size": 5, "bulk": True, "background": True, "approval": "lead"}, "approval"),
     ],
 )
 def test_declaration_mistakes(options: dict[str, Any], message: str) -> None:

@@ -80,6 +80,7 @@ EXAMPLE_TESTS = {
     "security.py": "test_docs_examples.py::test_security_example",
     "data_safety.py": "test_docs_examples.py::test_data_safety_example",
     "background.py": "test_docs_examples.py::test_background_example",
+    "approvals.py": "test_docs_examples.py::test_approvals_example",
     "dynamic_params.py": "test_docs_examples.py::test_dynamic_params_example",
     "deployment.py": "test_docs_examples.py::test_deployment_example",
 }
@@ -299,6 +300,7 @@ KEY_GUIDES = [
     ("FLEXACTIONS_JOB_", "background.md"),
     ("FLEXACTIONS_SWEEP_INTERVAL", "background.md#housekeeping"),
     ("FLEXACTIONS_SECRET_KEY", "background.md#secret-params"),
+    ("FLEXACTIONS_APPROVAL_", "approvals.md"),
     ("FLEXACTIONS_CONSOLE", "console.md"),
 ]
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.server
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -300,6 +303,111 @@ def test_background_example(database_url: str) -> None:
         assert {"flask_flexactions.plan_batches", "flask_flexactions.run_batch"} <= set(
             celery.tasks
         )
+
+
+class ChatWebhook:
+    """A local HTTP server standing in for a chat's incoming webhook: it keeps the texts."""
+
+    def __init__(self) -> None:
+        texts = self.texts = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+                length = int(self.headers["Content-Length"])
+                texts.append(json.loads(self.rfile.read(length))["text"])
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/flex"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ChatWebhook:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_approvals_example(database_url: str) -> None:
+    example = load_example("approvals")
+    with ChatWebhook() as chat:
+        app = example.create_app(SQLALCHEMY_DATABASE_URI=database_url, CHAT_WEBHOOK_URL=chat.url)
+        rows = [example.Order(id=1, total=Decimal("5000.00")), example.Order(id=2, total=50)]
+        with serving(app, example.db, *rows):
+            alice, bob, carol = (
+                FlexClient(app.test_client(), f"Bearer {who}-token")
+                for who in ("alice", "bob", "carol")
+            )
+            small = alice.execute("refund", "orders", id=2, params={"amount": "20"})
+            assert small.json == {"result": True, "message": "Refunded 20 of order #2."}
+            no_reason = alice.execute("refund", "orders", id=1, params={"amount": "1500"})
+            assert no_reason.json == {
+                "result": False,
+                "errors": {"reason": ["Give a reason for this request: the approvers read it."]},
+            }
+            message = {
+                "name": "refund",
+                "model": "orders",
+                "id": 1,
+                "reason": "Parcel lost by the carrier",
+                "params": {"amount": "1500"},
+            }
+            asked = alice.message("execute_action", message).json
+            approval_id = asked["approval"]["id"]
+            assert asked == {
+                "result": True,
+                "message": (
+                    f"refund on 1 record awaits approval (request {approval_id}); nothing ran yet."
+                ),
+                "approval": {
+                    "id": approval_id,
+                    "state": "pending",
+                    "expires_at": asked["approval"]["expires_at"],
+                },
+            }
+            waiting = carol.message("list_approvals").json["to_decide"]
+            assert [a["id"] for a in waiting] == [approval_id]
+            shown = carol.message("get_approval", {"id": approval_id}).json["approval"]
+            assert shown["preview"]["message"] == "Would refund 1500 of order #1."
+            own = alice.message("approve_action", {"id": approval_id})
+            assert own.status_code == 403
+            assert own.json["detail"] == "You made this request: someone else must approve it."
+            done = bob.message(
+                "approve_action", {"id": approval_id, "comment": "Carrier confirmed"}
+            )
+            assert done.json["result"] is True
+            assert done.json["message"] == "Refunded 1500 of order #1."
+            assert done.json["approval"]["state"] == "ran"
+            with app.app_context():
+                trail = [
+                    (r.outcome, r.caller_id, r.approval)
+                    for r in reversed(example.flex.audit_records(approval=approval_id))
+                ]
+                order = example.db.session.get(example.Order, 1)
+                assert order.refunded == Decimal("1500")
+            approved_by = [{"id": "bob", "name": "Bob", "scheme": "custom"}]
+            assert trail == [
+                ("requested", "alice", {"id": approval_id, "reason": "Parcel lost by the carrier"}),
+                ("refused", "alice", {"id": approval_id, "verdict": "approved"}),
+                (
+                    "approved",
+                    "bob",
+                    {"id": approval_id, "comment": "Carrier confirmed", "approvals": "1/1"},
+                ),
+                ("ran", "alice", {"id": approval_id, "approved_by": approved_by}),
+            ]
+    assert chat.texts == [
+        "Alice asks to run refund on 1 record(s): Parcel lost by the carrier. "
+        f"Decide with: flask flexactions approvals show {approval_id}",
+        "Bob approved refund on 1 record(s).",
+        "refund on 1 record(s) ran: Refunded 1500 of order #1.",
+    ]
 
 
 def test_dynamic_params_example(database_url: str) -> None:

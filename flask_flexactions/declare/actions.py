@@ -11,6 +11,7 @@ from typing import Any
 from marshmallow import Schema
 
 from ..errors import NotFound
+from .approval import Approval, check_approval
 from .defaults import check_defaults
 from .hooks import Permission, Preview, ScopeHook, check_permission, check_preview, check_scope
 from .models import Collection
@@ -58,6 +59,8 @@ class Action:
     #: A background bulk action run in batches of this many rows, each in a transaction of
     #: its own, spread over the Celery workers (see ``run/batches.py``); None runs it whole.
     batch_size: int | None = None
+    #: Other people must approve a request before it runs (see :class:`~.approval.Approval`).
+    approval: Approval | None = None
 
     @property
     def kind(self) -> ActionKind:
@@ -98,6 +101,8 @@ class Action:
             entry["preview"] = True
         if self.background:
             entry["background"] = True
+        if self.approval is not None:
+            entry["approval"] = self.approval.wire()
         return entry
 
 
@@ -118,6 +123,7 @@ def make_action(
     background: bool = False,
     preview: Any = None,
     batch_size: int | None = None,
+    approval: Any = None,
 ) -> Action:
     """Check a declaration and build its :class:`Action`, or raise naming the fix."""
     if not callable(handler):
@@ -158,7 +164,7 @@ def make_action(
             f"Action {action_name!r}: atomic=False runs a bulk action record by record; "
             "use it with bulk=True."
         )
-    _check_batches(action_name, batch_size, bulk, background, atomic, preview)
+    _check_batches(action_name, batch_size, bulk, background, atomic, preview, approval)
     if scope is not None and not for_instance:
         raise ValueError(
             f"Action {action_name!r}: scope narrows the records a record or bulk action "
@@ -181,6 +187,7 @@ def make_action(
         background=background,
         preview=check_preview(preview, action_name),
         batch_size=batch_size,
+        approval=check_approval(approval, action_name),
     )
     check_defaults(action_name, action.params.schema.load_fields, for_instance and not bulk)
     try:
@@ -204,6 +211,7 @@ def _check_batches(
     background: bool,
     atomic: bool,
     preview: Any,
+    approval: Any,
 ) -> None:
     """Refuse, naming the fix, a ``batch_size`` that could not work as declared."""
     if batch_size is None:
@@ -229,6 +237,11 @@ def _check_batches(
         raise ValueError(
             f"Action {action_name!r}: a preview gets every selected row, which a batched "
             "action never loads at once; drop preview= (a dry run still checks the params)."
+        )
+    if approval is not None:
+        raise ValueError(
+            f"Action {action_name!r}: an approval freezes the ids a request selects, which a "
+            "batched action never loads; declare approval= on an action without batch_size."
         )
 
 

@@ -1,5 +1,5 @@
-"""``flask flexactions list|run|status|sweep``: the actions from the command line (through the
-Messages URL), and the housekeeping of jobs and keys."""
+"""``flask flexactions list|run|status|sweep|approvals``: the actions from the command line
+(through the Messages URL), and the housekeeping of jobs and keys."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from .cli_answers import (
     refused,
     save_file,
 )
+from .cli_approvals import approvals_cli
 from .client import LocalCaller, execute_params
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "flexactions_cli"]
@@ -44,6 +45,7 @@ flexactions_cli = AppGroup(
     help="List and run Flex Actions. Every run goes through the Messages URL: the same "
     "authentication, validation and transaction as a request from the admin UI.",
 )
+flexactions_cli.add_command(approvals_cli)
 
 
 def _caller(auth: str | None) -> LocalCaller:
@@ -324,8 +326,9 @@ def status_command(job: str, download: Path | None, force: bool, auth: str | Non
 
 @flexactions_cli.command("sweep")
 def sweep_command() -> None:
-    """Fail stale background jobs (their worker gone, or never started in time) and delete
-    expired jobs and Idempotency-Keys now, e.g. from cron. Requests and workers also sweep
+    """Fail stale background jobs (their worker gone, or never started in time), expire
+    approval requests and delete expired jobs, Idempotency-Keys and ended requests now, e.g.
+    from cron. Requests and workers also sweep
     on their own, at most once per FLEXACTIONS_SWEEP_INTERVAL each."""
     state = current_app.extensions["flexactions"]
     counts = state.housekeeping.run()
@@ -334,6 +337,9 @@ def sweep_command() -> None:
         "never_started": "queued jobs no worker started, failed",
         "deleted": "expired jobs deleted",
         "expired_keys": "expired Idempotency-Keys deleted",
+        "expired_approvals": "approval requests expired",
+        "stale_approvals": "approved requests whose run never ended, failed",
+        "deleted_approvals": "ended approval requests deleted",
     }
     for key, label in labels.items():
         if key in counts:

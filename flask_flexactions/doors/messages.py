@@ -24,6 +24,7 @@ from ..run.idempotency import KEY_HEADER
 from ..run.jobs import JobStore
 from ..run.outages import is_unavailable
 from ..run.request import ExecuteRequest, read_request
+from .approvals import APPROVAL_MESSAGES
 from .body import parse_object
 from .console import register_console
 from .forms import get_action_params, get_field_options
@@ -68,6 +69,7 @@ def execute_action(state: AppState, params: dict[str, Any]) -> BaseResponse:
             key=_idempotency_key(params) if state.idempotency is not None else None,
             door="messages",
             ids_in_values=True,
+            reason=params.get("reason"),
         )
 
     return run_request(state, g.get(CALLER_KEY), "messages", read)
@@ -144,6 +146,8 @@ MESSAGES: dict[str, MessageHandler] = {
     "get_element_status": _not_yet("get_element_status", "it is reserved and unspecified."),
     # An extension of the protocol: the search behind the debug console's ForeignKey picker.
     "get_related_options": get_related_options,
+    # Extensions: four-eyes approvals (list_approvals, get_approval, approve_action, ...).
+    **APPROVAL_MESSAGES,
 }
 
 

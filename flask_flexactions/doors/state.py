@@ -12,6 +12,7 @@ from ..access.listing import ActionListing
 from ..config import Settings
 from ..declare.actions import ActionRegistry
 from ..declare.hooks import ScopeHook
+from ..run.approvals import ApprovalStore
 from ..run.audit import make_sink
 from ..run.housekeeping import Housekeeping
 from ..run.idempotency import IdempotencyStore
@@ -56,15 +57,24 @@ class AppState(Runtime):
             )
             if celery is not None:
                 register_tasks(celery, jobs)
+        audit = make_sink(settings.audit, db)
+        approvals = ApprovalStore(
+            db,
+            ttl=settings.approval_ttl,
+            secret=settings.secret_key,
+            audit=audit,
+            registry=registry,
+        )
         super().__init__(
             db,
             registry,
             scopes,
             settings,
-            audit=make_sink(settings.audit, db),
+            audit=audit,
             idempotency=idempotency,
             jobs=jobs,
-            housekeeping=Housekeeping(settings.sweep_interval, jobs, idempotency),
+            housekeeping=Housekeeping(settings.sweep_interval, jobs, idempotency, approvals),
+            approvals=approvals,
         )
         if jobs is not None and jobs.inline:
             self.run_inline = functools.partial(run_inline, self)

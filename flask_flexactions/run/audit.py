@@ -31,8 +31,24 @@ REDACTED = "[redacted]"
 #: handler never ran. ``refused``: the caller may not run it (403). ``replayed``: an
 #: ``Idempotency-Key`` answered from the first run's stored answer. ``queued``: a background
 #: job was queued (its run in the worker is a record of its own). ``dry_run``: a dry run
-#: answered from the preview; the handler never ran and nothing was written.
-OUTCOMES = ("ran", "failed", "invalid", "refused", "replayed", "queued", "dry_run")
+#: answered from the preview; the handler never ran and nothing was written. For actions that
+#: need approval (see :attr:`AuditRecord.approval`): ``requested`` (stored, awaiting approval;
+#: nothing ran), ``approved`` and ``rejected`` (an approver's decision), ``withdrawn`` (by its
+#: requester), ``expired`` (no caller: undecided in time).
+OUTCOMES = (
+    "ran",
+    "failed",
+    "invalid",
+    "refused",
+    "replayed",
+    "queued",
+    "dry_run",
+    "requested",
+    "approved",
+    "rejected",
+    "withdrawn",
+    "expired",
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,10 @@ class AuditRecord:
     status: int
     errors: ErrorDict | None
     duration_ms: float
+    #: For an action that needs approval, the request this record is about: ``{"id": ...}``
+    #: plus ``reason`` (requested), ``comment`` (a decision) or ``approved_by`` (the run of an
+    #: approved request, recorded as its requester's: a list of ``{"id", "name", "scheme"}``).
+    approval: dict[str, Any] | None = None
 
 
 @dataclass
@@ -77,6 +97,8 @@ class Attempt:
     errors: ErrorDict | None = None
     #: The record was written already, inside the run's committed transaction.
     written: bool = False
+    #: See :attr:`AuditRecord.approval`.
+    approval: dict[str, Any] | None = None
 
     def record(self, status: int) -> AuditRecord:
         """The finished record, with errors of secret params redacted."""
@@ -98,6 +120,7 @@ class Attempt:
             status=status,
             errors=errors,
             duration_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            approval=self.approval,
         )
 
 
@@ -167,6 +190,8 @@ def audit_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("status", sa.Integer, nullable=False),
         sa.Column("errors", sa.JSON),
         sa.Column("duration_ms", sa.Float, nullable=False),
+        sa.Column("approval_id", sa.String(32), index=True),
+        sa.Column("approval", sa.JSON),
     )
 
 
@@ -180,6 +205,8 @@ def _row(record: AuditRecord) -> dict[str, Any]:
         row[key] = _clip(row[key], 255)
     row["caller_scheme"] = _clip(row["caller_scheme"], 32)
     row["door"] = _clip(row["door"], 16)
+    approval_id = (record.approval or {}).get("id")
+    row["approval_id"] = _clip(approval_id, 32) if isinstance(approval_id, str) else None
     return row
 
 
@@ -209,14 +236,17 @@ class TableAuditSink:
         outcome: str | None = None,
         since: dt.datetime | None = None,
         limit: int = 100,
+        approval: str | None = None,
     ) -> list[AuditRecord]:
-        """The newest records first, filtered by the arguments given."""
+        """The newest records first, filtered by the arguments given (``approval``: the id of
+        an approval request, for its whole trail)."""
         table = self.table
         statement = sa.select(table).order_by(table.c.id.desc()).limit(limit)
         for column, value in (
             (table.c.action, action),
             (table.c.caller_id, caller_id),
             (table.c.outcome, outcome),
+            (table.c.approval_id, approval),
         ):
             if value is not None:
                 statement = statement.where(column == value)

@@ -29,6 +29,7 @@ from .answers import (
     unavailable_response,
     unexpected_error_response,
 )
+from .approval_gate import gate
 from .audit import Attempt, AuditRecord, AuditSink, TableAuditSink
 from .batches import rows as batch_rows
 from .downloads import secure_content_disposition
@@ -140,11 +141,18 @@ def _run(
             "job": {"id": job_id, "state": "queued"},
         }
 
+    # An action that needs approval is stored instead of run (see approval_gate.py).
+    approval = gate(runtime, request, attempt)
+
     def store_answer(response: BaseResponse, arguments: tuple[Any, ...]) -> None:
         if reservation is not None and store is not None:
             store.complete_in(session, reservation, response)
+        if approval is not None:
+            approval.before_commit(session, response)
 
-    invoke = enqueue if action.background else None
+    invoke: Callable[[tuple[Any, ...]], Any] | None = enqueue if action.background else None
+    if approval is not None:
+        invoke = approval.wrap(invoke)
     # A reserved key's row is in the run's transaction: whatever rolls the run back (a
     # protocol error, a crash) frees the key with it.
     ran = transact(runtime, request, attempt, invoke, store_answer)
@@ -153,6 +161,8 @@ def _run(
             store.remember(session, reservation, ran.response)
         except Exception:
             current_app.logger.exception("Storing the answer of an Idempotency-Key failed")
+    if ran.committed and approval is not None:
+        approval.announce()
     if ran.committed and queued and jobs is not None:
         attempt.outcome = "queued"
         if jobs.inline:
@@ -169,7 +179,7 @@ def _run(
                 "The job could not be queued (is the broker up?); retry.",
                 runtime.settings.retry_after,
             )
-    if reservation is not None or queued:
+    if reservation is not None or queued or approval is not None:
         runtime.housekeeping.run_if_due()
     return ran.response
 
@@ -209,11 +219,11 @@ def transact(
             complete_params(action, request.model, arguments, dict(request.values))
         if request.dry_run:
             return Ran(dry_run(session, action, arguments, attempt), release=True)
-        if invoke is not None:
-            answer = invoke(arguments)
-        elif request.batch is not None and not arguments[0]:
+        # ``invoke`` queues a job or stores an approval request; None: run the handler.
+        answer = invoke(arguments) if invoke is not None else None
+        if answer is None and request.batch is not None and not arguments[0]:
             answer = {"result": True}  # every row of this batch is gone: nothing to call
-        else:
+        if answer is None:
             if action.lock and supports_row_locks(session):
                 lock_rows(session, _lockable(action, arguments), runtime.settings.id_chunk_size)
             attempt.handler_called = True

@@ -1,4 +1,4 @@
-"""Housekeeping: stale jobs failed, expired jobs and Idempotency-Keys deleted, now and then.
+"""Housekeeping: stale jobs and approval requests settled, expired rows deleted, now and then.
 
 Nothing here needs a scheduler: each process sweeps at most once per
 ``FLEXACTIONS_SWEEP_INTERVAL``, when a Celery worker starts a job or a request queues a job or
@@ -14,6 +14,7 @@ import time
 
 from flask import current_app
 
+from .approvals import ApprovalStore
 from .idempotency import IdempotencyStore
 from .jobs import JobStore
 from .outages import is_unavailable
@@ -23,10 +24,17 @@ class Housekeeping:
     """Sweeps ``jobs`` and ``keys``, and does it at most once per ``interval`` seconds in this
     process when asked with :meth:`run_if_due`."""
 
-    def __init__(self, interval: int, jobs: JobStore | None, keys: IdempotencyStore | None) -> None:
+    def __init__(
+        self,
+        interval: int,
+        jobs: JobStore | None,
+        keys: IdempotencyStore | None,
+        approvals: ApprovalStore | None = None,
+    ) -> None:
         self.interval = interval
         self.jobs = jobs
         self.keys = keys
+        self.approvals = approvals
         self._due = 0.0
         self._lock = threading.Lock()
 
@@ -49,10 +57,13 @@ class Housekeeping:
             self._lock.release()
 
     def run(self) -> dict[str, int]:
-        """Fail stale jobs, delete expired jobs and keys now; returns how many of each."""
+        """Fail stale jobs, delete expired jobs and keys, expire approval requests now;
+        returns how many of each."""
         counts: dict[str, int] = {}
         if self.jobs is not None:
             counts.update(self.jobs.sweep())
         if self.keys is not None:
             counts["expired_keys"] = self.keys.delete_expired()
+        if self.approvals is not None and self.approvals.in_use:
+            counts.update(self.approvals.sweep())
         return counts

@@ -54,6 +54,11 @@ class ExecuteRequest:
     door: str = "messages"
     #: The one batch of a batched job this run is for (see :mod:`.batches`).
     batch: Batch | None = None
+    #: The requester's reason, for an action that needs approval (checked when it does).
+    reason: str | None = None
+    #: The id of the approved request this run carries out (see :mod:`.approvals`); None for
+    #: a request from a door, which an action that needs approval diverts into a request.
+    approval: str | None = None
 
     @property
     def model(self) -> str | None:
@@ -88,6 +93,7 @@ def read_request(
     key: str | None = None,
     door: str = "messages",
     ids_in_values: bool = False,
+    reason: Any = None,
 ) -> ExecuteRequest:
     """Check one request's pieces and build it; ``attempt`` learns each as it is known, so a
     refused request is audited with what it asked.
@@ -105,6 +111,7 @@ def read_request(
     :param ids_in_values: take ``ids`` and ``inverseIds`` from ``values`` when the request
         does not send them itself and the action declares no param of that name (an older
         variant of the Jet Admin protocol).
+    :param reason: why the requester asks, for an action that needs approval: a string.
     """
     if not isinstance(action, str) or not action:
         raise ProtocolError("execute_action needs params.name, the action's name.")
@@ -136,6 +143,8 @@ def read_request(
         )
     if dry_run is not None and not isinstance(dry_run, bool):
         raise ProtocolError("dry_run must be true or false.")
+    if reason is not None and not isinstance(reason, str):
+        raise ProtocolError("reason must be a string.")
     return ExecuteRequest(
         action=found,
         caller=caller,
@@ -145,6 +154,7 @@ def read_request(
         dry_run=dry_run is True,
         key=check_key(key) if runtime.idempotency is not None else None,
         door=door,
+        reason=reason,
     )
 
 

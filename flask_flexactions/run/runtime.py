@@ -13,6 +13,7 @@ from ..declare.actions import Action, ActionRegistry
 from ..declare.fields import ForeignKey
 from ..declare.hooks import ScopeHook
 from ..declare.models import Collection
+from .approvals import ApprovalStore
 from .audit import AuditSink
 from .housekeeping import Housekeeping
 from .idempotency import IdempotencyStore
@@ -29,6 +30,7 @@ class Runtime:
     :param idempotency: the store of Idempotency-Keys; None when they are off.
     :param jobs: the store of background jobs; None without Celery or inline runs.
     :param housekeeping: sweeps stale jobs and expired keys.
+    :param approvals: the store of approval requests.
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class Runtime:
         idempotency: IdempotencyStore | None,
         jobs: JobStore | None,
         housekeeping: Housekeeping,
+        approvals: ApprovalStore | None = None,
     ) -> None:
         self.db = db
         self.registry = registry
@@ -54,6 +57,7 @@ class Runtime:
         #: Runs a job in this process (``FLEXACTIONS_BACKGROUND_INLINE``): ``(job_id,
         #: batched)``; set by whoever composes the runtime (see :mod:`.worker`).
         self.run_inline: Callable[[str, bool], None] | None = None
+        self.approvals = approvals
         self._scope_cache = ScopeCache()
         self._collections: dict[str, Collection | None] | None = None
         self._checked_version = -1
@@ -126,6 +130,12 @@ class Runtime:
                     f"Action {action.name!r} runs in the background with secret params, which "
                     "its queued job keeps encrypted: set SECRET_KEY (or FLEXACTIONS_SECRET_KEY) "
                     "to a long random string, the same in the web app and its workers."
+                )
+            if action.approval is not None and self.settings.secret_key is None:
+                raise ValueError(
+                    f"Action {action.name!r} needs approval; its requests are signed (and their "
+                    "secret params sealed) while they wait: set SECRET_KEY (or "
+                    "FLEXACTIONS_SECRET_KEY) to a long random string."
                 )
             for field in action.params.schema.load_fields.values():
                 if isinstance(field, ForeignKey):
