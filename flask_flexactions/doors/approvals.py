@@ -68,11 +68,11 @@ def get_approval(state: AppState, params: dict[str, Any]) -> BaseResponse:
     return deciding.get_approval(state, _caller(), _approval_id(params), download is True)
 
 
-def _decision(verdict: str) -> Any:
+def _decision(verdict: str, door: str = "messages") -> Any:
     def answer(state: AppState, params: dict[str, Any]) -> BaseResponse:
         approval_id = _approval_id(params)
         comment = _comment(params)
-        return deciding.decide(state, _caller(), approval_id, verdict, comment, "messages")
+        return deciding.decide(state, _caller(), approval_id, verdict, comment, door)
 
     return answer
 
@@ -84,6 +84,14 @@ approve_action = _decision("approved")
 reject_action = _decision("rejected")
 #: ``withdraw_approval``: the requester withdraws their pending request; nothing runs.
 withdraw_approval = _decision("withdrawn")
+
+#: The decisions taken through the routes, by the last part of their path (see
+#: ``doors.routes``), recorded with the door ``route``.
+ROUTE_DECISIONS = {
+    "approve": _decision("approved", "route"),
+    "reject": _decision("rejected", "route"),
+    "withdraw": _decision("withdrawn", "route"),
+}
 
 #: The messages of approvals, by name (see ``doors.messages.MESSAGES``).
 APPROVAL_MESSAGES = {

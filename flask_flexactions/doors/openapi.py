@@ -26,7 +26,7 @@ from ..declare.models import Collection
 from ..run.answers import message_error
 from ..run.idempotency import KEY_HEADER
 from .incoming import app_state, authenticate_caller
-from .routes import route_path
+from .routes import APPROVALS_PATH, route_path
 from .schemas import OPENAPI_VERSION, ActionSchemas, answer_schema, error_schema, operation_ids
 
 if TYPE_CHECKING:
@@ -219,6 +219,8 @@ class OpenAPIDocuments:
         for tag in tags:
             description = "Common actions." if tag == "common" else f"Actions on {tag}."
             spec.tag({"name": tag, "description": description})
+        if any(action.approval is not None for action in self.runtime.registry):
+            _add_approval_routes(spec)
         return spec.to_dict()
 
     def _operation(
@@ -297,6 +299,74 @@ class OpenAPIDocuments:
         self._names = operation_ids(pairs)
         self._cache = {}
         self._version = registry.version
+
+
+#: The approval routes: (path, operationId, summary, body properties).
+_APPROVAL_ROUTES: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    (
+        APPROVALS_PATH,
+        "approvals__list",
+        "The pending requests you may decide, and your own requests.",
+        {"limit": {"type": ["integer", "null"], "minimum": 1, "maximum": 200}},
+    ),
+    (
+        APPROVALS_PATH + "/{id}",
+        "approvals__get",
+        "One approval request, with the preview of its run computed now.",
+        {"download": {"type": ["boolean", "null"]}},
+    ),
+    *(
+        (
+            f"{APPROVALS_PATH}/{{id}}/{verdict}",
+            f"approvals__{verdict}",
+            f"{verdict.capitalize()} an approval request.",
+            {"comment": {"type": ["string", "null"], "maxLength": 2000}},
+        )
+        for verdict in ("approve", "reject", "withdraw")
+    ),
+)
+
+
+def _add_approval_routes(spec: APISpec) -> None:
+    """The routes that list, show and decide approval requests (see ``doors/routes.py``)."""
+    spec.tag({"name": "approvals", "description": "Four-eyes approval requests."})
+    for path, operation_id, summary, properties in _APPROVAL_ROUTES:
+        responses: dict[str, Any] = {
+            "200": {
+                "description": "The answer (see the approvals guide).",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        }
+        for status, (name, _) in ERROR_RESPONSES.items():
+            responses[str(status)] = {"$ref": f"#/components/responses/{name}"}
+        operation: dict[str, Any] = {
+            "operationId": operation_id,
+            "summary": summary,
+            "tags": ["approvals"],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": properties,
+                            "additionalProperties": False,
+                        }
+                    }
+                },
+            },
+            "responses": responses,
+        }
+        if "{id}" in path:
+            operation["parameters"] = [
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                }
+            ]
+        spec.path(path=path, operations={"post": operation})
 
 
 def _error_response(status: int, description: str) -> dict[str, Any]:

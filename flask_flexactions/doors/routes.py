@@ -1,11 +1,12 @@
 """The route of each action: ``POST <prefix>/actions/<collection>/<action>`` (or
 ``/actions/<action>`` for a common action) with a plain JSON body, run by the same core as the
-Messages URL.
+Messages URL; and the routes that decide approval requests, ``POST <prefix>/approvals``.
 
 The body is ``{"id": ...}`` for a record action, ``{"ids": [...], "inverseIds": false}`` for a
-bulk action, ``"values"`` for the input values and ``"dry_run"``; any other key is refused
-(400), so a typo never runs an action with its defaults. The answers, the authentication, the
-CORS headers, the limits and the ``Idempotency-Key`` header are the Messages URL's.
+bulk action, ``"values"`` for the input values and ``"dry_run"`` (and ``"reason"`` for an
+action that needs approval); any other key is refused (400), so a typo never runs an action
+with its defaults. The answers, the authentication, the CORS headers, the limits and the
+``Idempotency-Key`` header are the Messages URL's.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from flask import Blueprint, current_app, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..declare.actions import ActionKind, ActionRegistry
-from ..errors import ProtocolError
+from ..errors import NotFound, ProtocolError
 from ..run.answers import message_error
 from ..run.audit import Attempt
 from ..run.core import run_request
 from ..run.idempotency import KEY_HEADER
 from ..run.request import ExecuteRequest, read_request
+from .approvals import ROUTE_DECISIONS, get_approval, list_approvals
 from .incoming import app_state, authenticate_caller, read_json_object
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 #: Where the routes are, under the blueprint's ``url_prefix``.
 ROUTES_PATH = "/actions"
+APPROVALS_PATH = "/approvals"
 #: The door's name in the audit log.
 DOOR = "route"
 #: The keys a body may have, by the kind of action.
@@ -84,15 +87,58 @@ def _targets(registry: ActionRegistry) -> Iterable[tuple[str, tuple[str | None, 
 
 
 def register_routes(blueprint: Blueprint) -> None:
-    """Route ``/actions/...`` on the extension's blueprint. Methods other than POST and
-    OPTIONS are routed only to answer them with the protocol's 405 body."""
+    """Route ``/actions/...`` and ``/approvals...`` on the extension's blueprint. Methods
+    other than POST and OPTIONS are routed only to answer them with the protocol's 405 body."""
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     blueprint.add_url_rule(
         ROUTES_PATH + "/<path:target>",
         "route",
         run_route,
-        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        methods=methods,
         provide_automatic_options=False,
     )
+    for rule in ("", "/<approval_id>", "/<approval_id>/<verdict>"):
+        blueprint.add_url_rule(
+            APPROVALS_PATH + rule,
+            "approvals" + rule.replace("/<", "_").replace(">", ""),
+            approval_route,
+            methods=methods,
+            provide_automatic_options=False,
+        )
+
+
+#: The body keys of the approval routes: listing, showing one, deciding one.
+APPROVAL_BODY_KEYS = {"list": ("limit",), "show": ("download",), "decide": ("comment",)}
+
+
+def approval_route(approval_id: str | None = None, verdict: str | None = None) -> BaseResponse:
+    """``POST /approvals`` lists the requests the caller may decide and their own;
+    ``/approvals/<id>`` shows one (with its preview); ``/approvals/<id>/approve``,
+    ``/reject`` and ``/withdraw`` decide it (``{"comment": ...}``)."""
+    state = app_state()
+    if request.method == "OPTIONS":
+        return current_app.response_class(status=204)
+    if request.method != "POST":
+        response = message_error("An approval route takes POST with a JSON body.", 405)
+        response.headers["Allow"] = ALLOW
+        return response
+    authenticate_caller(state)
+    if verdict is not None and verdict not in ROUTE_DECISIONS:
+        raise NotFound(f"Unknown approval route {verdict[:40]!r}: approve, reject or withdraw.")
+    body = read_json_object(state.settings, "the body", empty_is_object=True)
+    what = "list" if approval_id is None else ("show" if verdict is None else "decide")
+    unknown = [key for key in body if key not in APPROVAL_BODY_KEYS[what]]
+    if unknown:
+        shown = ", ".join(repr(key[:40]) for key in unknown[:5])
+        allowed = ", ".join(APPROVAL_BODY_KEYS[what])
+        raise ProtocolError(f"Unknown key in the body: {shown}. This route takes {allowed}.")
+    if approval_id is None:
+        return list_approvals(state, body)
+    params = {**body, "id": approval_id}
+    if verdict is None:
+        return get_approval(state, params)
+    decide: Any = ROUTE_DECISIONS[verdict]
+    return decide(state, params)  # type: ignore[no-any-return]
 
 
 def run_route(target: str) -> BaseResponse:
@@ -121,6 +167,7 @@ def run_route(target: str) -> BaseResponse:
             dry_run=body.get("dry_run"),
             key=request.headers.get(KEY_HEADER),
             door=DOOR,
+            reason=body.get("reason"),
         )
 
     return run_request(state, caller, DOOR, read)
@@ -130,7 +177,7 @@ def _values(state: AppState, model: str | None, name: str, body: dict[str, Any])
     """The input values of ``body``, once the caller may run the action: a body with a key
     the action does not take is refused (400), whatever else it holds."""
     action = state.registry.find(model or None, name)
-    allowed = BODY_KEYS[action.kind]
+    allowed = BODY_KEYS[action.kind] + (("reason",) if action.approval is not None else ())
     unknown = [key for key in body if key not in allowed]
     if unknown:
         shown = ", ".join(repr(key[:40]) for key in unknown[:5])

@@ -52,6 +52,7 @@ from ..declare.fields import (
 )
 from ..declare.models import Collection, IntegerId, parse_str_id, parse_uuid_id
 from ..declare.options import DynamicSelect
+from ..run.approval_gate import MAX_TEXT as MAX_REASON
 from ..run.jobs import STATES
 
 if TYPE_CHECKING:
@@ -188,6 +189,15 @@ class ActionSchemas:
                 "True checks the request and answers what the action would do, writing nothing."
             ),
         }
+        if action.approval is not None:
+            properties["reason"] = {
+                "type": ["string", "null"],
+                "maxLength": MAX_REASON,
+                "description": "Why you ask: the approvers read it. The action needs other "
+                "people's approval before it runs: the answer gives the request's id.",
+            }
+            if action.approval.reason:
+                required.append("reason")
         body: dict[str, Any] = {
             "type": "object",
             "properties": properties,
