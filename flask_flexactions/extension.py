@@ -102,6 +102,8 @@ class FlexActions:
         preview: Preview | None = None,
         batch_size: int | None = None,
         approval: Approval | str | None = None,
+        destructive: bool | None = None,
+        idempotent: bool | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as an action and return it unchanged.
 
@@ -133,6 +135,10 @@ class FlexActions:
             (one approver holding it, never the requester) or an
             :class:`~flask_flexactions.Approval`. ``execute_action`` then stores the request
             and answers that it awaits approval; see :doc:`/approvals`.
+        :param destructive: a hint for AI agents (MCP's ``destructiveHint``): True when a run
+            may delete or overwrite data, False when it only adds. None says nothing.
+        :param idempotent: a hint for AI agents (MCP's ``idempotentHint``): True when running
+            it again with the same input changes nothing more. None says nothing.
         """
 
         def decorator(handler: F) -> F:
@@ -153,6 +159,8 @@ class FlexActions:
                 preview=preview,
                 batch_size=batch_size,
                 approval=approval,
+                destructive=destructive,
+                idempotent=idempotent,
             )
             return handler
 
@@ -177,6 +185,8 @@ class FlexActions:
         preview: Preview | None = None,
         batch_size: int | None = None,
         approval: Approval | str | None = None,
+        destructive: bool | None = None,
+        idempotent: bool | None = None,
     ) -> Action:
         """Register ``handler`` as an action; the plain twin of :meth:`action`.
 
@@ -199,6 +209,8 @@ class FlexActions:
             preview=preview,
             batch_size=batch_size,
             approval=approval,
+            destructive=destructive,
+            idempotent=idempotent,
         )
         self.registry.add(action)
         return action

@@ -40,10 +40,12 @@ def _has_cents_only(amount: Decimal) -> bool:
 
 
 # A record action: Jet Admin shows a button on each user and sends one request per user.
+# destructive=True tells AI agents (the MCP door) that a run overwrites data.
 @flex.action(
     User,
     for_instance=True,
     label="Reset password",
+    destructive=True,
     params=[
         {
             "name": "new_password",
@@ -93,12 +95,14 @@ def _block_preview(users: list[User], params: dict[str, Any]) -> str:
 
 
 # A bulk action: one request carries the ids of every selected user. A dry run
-# ("dry_run": true) answers the preview's summary and blocks no one.
+# ("dry_run": true) answers the preview's summary and blocks no one. Blocking twice
+# changes nothing more: idempotent=True tells AI agents so.
 @flex.action(
     User,
     bulk=True,
     label="Block users",
     preview=_block_preview,
+    idempotent=True,
     params=[
         {
             "name": "reason",

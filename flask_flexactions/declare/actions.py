@@ -61,6 +61,9 @@ class Action:
     batch_size: int | None = None
     #: Other people must approve a request before it runs (see :class:`~.approval.Approval`).
     approval: Approval | None = None
+    #: Hints for AI agents (MCP tool annotations); None when the declaration says nothing.
+    destructive: bool | None = None
+    idempotent: bool | None = None
 
     @property
     def kind(self) -> ActionKind:
@@ -124,6 +127,8 @@ def make_action(
     preview: Any = None,
     batch_size: int | None = None,
     approval: Any = None,
+    destructive: bool | None = None,
+    idempotent: bool | None = None,
 ) -> Action:
     """Check a declaration and build its :class:`Action`, or raise naming the fix."""
     if not callable(handler):
@@ -165,6 +170,10 @@ def make_action(
             "use it with bulk=True."
         )
     _check_batches(action_name, batch_size, bulk, background, atomic, preview, approval)
+    if not all(hint is None or isinstance(hint, bool) for hint in (destructive, idempotent)):
+        raise TypeError(
+            f"Action {action_name!r}: destructive and idempotent must be True, False or None."
+        )
     if scope is not None and not for_instance:
         raise ValueError(
             f"Action {action_name!r}: scope narrows the records a record or bulk action "
@@ -188,6 +197,8 @@ def make_action(
         preview=check_preview(preview, action_name),
         batch_size=batch_size,
         approval=check_approval(approval, action_name),
+        destructive=destructive,
+        idempotent=idempotent,
     )
     check_defaults(action_name, action.params.schema.load_fields, for_instance and not bulk)
     try:

@@ -345,3 +345,30 @@ def sweep_command() -> None:
         if key in counts:
             click.echo(f"{counts[key]} {label}")
     sys.exit(EXIT_OK)
+
+
+@flexactions_cli.command("mcp")
+@click.option(
+    "--auth",
+    envvar=["FLEXACTIONS_MCP_AUTH", "FLEXACTIONS_CLI_AUTH"],
+    help="Authorization header every tool call sends: the agent may run what this caller may "
+    "(default: Token <FLEXACTIONS_TOKEN>, which may run every action). Also read from "
+    "FLEXACTIONS_MCP_AUTH.",
+)
+def mcp_command(auth: str | None) -> None:
+    """Serve the actions as MCP tools over stdio, for AI agents: one tool per action the
+    caller may run, each call through the same checks, transaction and audit as the
+    Messages URL. Needs the mcp extra: pip install 'flask-flexactions[mcp]'."""
+    try:
+        from .mcp import serve_stdio
+    except ImportError as error:
+        raise click.UsageError(
+            f"The MCP door needs the mcp package ({error}): pip install 'flask-flexactions[mcp]'."
+        ) from None
+    caller = _caller(auth)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    # Check the credential now, on stderr: an MCP client shows a server that exits at once.
+    response = caller.message("get_action_list")
+    if response.status_code != 200:
+        refused(response)
+    serve_stdio(app, caller.authorization or "")

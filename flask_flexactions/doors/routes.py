@@ -36,6 +36,11 @@ ROUTES_PATH = "/actions"
 APPROVALS_PATH = "/approvals"
 #: The door's name in the audit log.
 DOOR = "route"
+#: The WSGI environ key by which a door inside the app (the MCP door's test client) names
+#: itself in the audit log; no HTTP request can set an environ key without the HTTP_ prefix.
+DOOR_ENVIRON_KEY = "flexactions.door"
+#: The doors that may post to a route from inside the app.
+INNER_DOORS = frozenset({"mcp"})
 #: The keys a body may have, by the kind of action.
 BODY_KEYS: dict[ActionKind, tuple[str, ...]] = {
     ActionKind.COMMON: ("values", "dry_run"),
@@ -153,6 +158,8 @@ def run_route(target: str) -> BaseResponse:
     caller = authenticate_caller(state)
     body = read_json_object(state.settings, "the body", empty_is_object=True)
     model, name = state.routes.find(target)
+    inner = request.environ.get(DOOR_ENVIRON_KEY)
+    door = inner if inner in INNER_DOORS else DOOR
 
     def read(attempt: Attempt) -> ExecuteRequest:
         return read_request(
@@ -166,11 +173,11 @@ def run_route(target: str) -> BaseResponse:
             inverse=body.get("inverseIds"),
             dry_run=body.get("dry_run"),
             key=request.headers.get(KEY_HEADER),
-            door=DOOR,
+            door=door,
             reason=body.get("reason"),
         )
 
-    return run_request(state, caller, DOOR, read)
+    return run_request(state, caller, door, read)
 
 
 def _values(state: AppState, model: str | None, name: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from ..errors import ProtocolError
 IDEMPOTENCY_TABLE = "flexactions_idempotency"
 #: The request header that carries a key.
 KEY_HEADER = "Idempotency-Key"
+#: The header of an answer replayed for a key already used.
+REPLAYED_HEADER = "Idempotent-Replayed"
 #: The columns that hold a stored answer.
 ANSWER_COLUMNS = ("state", "status", "headers", "body")
 #: Answer headers stored and replayed with the body.
@@ -188,7 +190,7 @@ class IdempotencyStore:
     def _replay(self, row: Any) -> BaseResponse:
         headers = {k: v for k, v in (row.headers or {}).items() if k in REPLAYED_HEADERS}
         response = current_app.response_class(row.body, status=row.status, headers=headers)
-        response.headers["Idempotent-Replayed"] = "true"
+        response.headers[REPLAYED_HEADER] = "true"
         return response
 
     def _values(self, response: BaseResponse) -> dict[str, Any]:
