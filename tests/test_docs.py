@@ -83,6 +83,7 @@ EXAMPLE_TESTS = {
     "approvals.py": "test_docs_examples.py::test_approvals_example",
     "dynamic_params.py": "test_docs_examples.py::test_dynamic_params_example",
     "deployment.py": "test_docs_examples.py::test_deployment_example",
+    "mcp_agent.py": "test_docs_examples.py::test_mcp_agent_example",
 }
 #: Generated files checked by a test other than the transcript sessions below.
 OTHER_GENERATED = {

@@ -525,3 +525,29 @@ def test_deployment_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
                     assert show("SHOW lock_timeout").scalar() == "5s"
         finally:
             engine.dispose()
+
+
+def test_mcp_agent_example(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flask_flexactions.doors.tools import ActionTools
+
+    example = load_example("mcp_agent")
+    app = example.create_app(database_url)
+    user = example.User
+    monkeypatch.setenv("AGENT_KEY", "k3y")
+    rows = [user(id=1, email="a@example.com", password_hash="x"), user(id=2, email="b@x.io")]
+    with serving(app, example.db, *rows):
+        agent = ActionTools(app, "Bearer k3y")
+        tools = agent.list()
+        assert [tool.name for tool in tools] == ["users__block_users"]
+        assert tools[0].annotations["idempotentHint"] is True
+        answer = agent.call("users__block_users", {"ids": [1, 2]})
+        assert answer.text == "Blocked 2 users."
+        assert agent.call("users__clear_password", {"id": 1}).is_error
+        assert ActionTools(app, "Bearer wrong").call("users__block_users", {"ids": [1]}).is_error
+        monkeypatch.delenv("AGENT_KEY")
+        # Without AGENT_KEY set, no Bearer credential is accepted, not even an empty one.
+        assert ActionTools(app, "Bearer ").call("users__block_users", {"ids": [1]}).is_error
+        with app.app_context():
+            assert example.db.session.get(user, 1).password_hash == "x"
+            (record,) = example.flex.audit_records()
+            assert (record.door, record.caller_id) == ("mcp", "agent")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -140,3 +141,38 @@ def test_a_refused_credential_stops_the_server_with_the_reason(tmp_path: Path) -
 
     with pytest.raises(Exception):  # noqa: B017 - the client only sees the pipe close
         _session(tmp_path / "shop.db", "Token wrong", steps)
+
+
+def _documented_server(tmp_path: Path) -> StdioServerParameters:
+    """The server as docs/mcp.md registers it with a client, its paths made real and its
+    credential and database those of a test."""
+    page = (ROOT / "docs" / "mcp.md").read_text()
+    block = page.split("```json\n", 1)[1].split("```", 1)[0]
+    entry = json.loads(block)["mcpServers"]["shop"]
+    assert entry["command"] == "/path/to/venv/bin/flask"
+    args = [arg.replace("/path/to/project", str(ROOT)) for arg in entry["args"]]
+    assert set(entry["env"]) == {"FLEXACTIONS_MCP_AUTH", "DATABASE_URL"}
+    env = {key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG"}}
+    env.update(
+        FLEXACTIONS_MCP_AUTH="Token documented-token",
+        FLEXACTIONS_TOKEN="documented-token",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'shop.db'}",
+    )
+    flask = Path(sys.executable).parent / "flask"
+    # Started from a directory of the client's own, as clients do.
+    return StdioServerParameters(command=str(flask), args=args, env=env, cwd=str(tmp_path))
+
+
+def test_the_documented_client_configuration_serves_the_shop(tmp_path: Path) -> None:
+    async def main() -> Any:
+        with anyio.fail_after(SESSION_TIMEOUT):
+            async with stdio_client(_documented_server(tmp_path)) as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    listed = await session.list_tools()
+                    return listed, await session.call_tool("ping", {})
+
+    listed, ping = anyio.run(main)
+    # The shared token may run every action, the finance transfer included.
+    assert "accounts__account_transfer" in {tool.name for tool in listed.tools}
+    assert not ping.is_error and _text(ping).startswith("pong")
