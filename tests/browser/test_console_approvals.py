@@ -176,6 +176,26 @@ def test_approving_ones_own_request_is_refused_and_a_withdrawal_ends_it(
     assert refunded(app, 3) == 0
 
 
+def test_a_missing_reason_is_shown_under_the_reason_field(
+    open_console: Opener, approvals_lab: tuple[Flask, str]
+) -> None:
+    alice = sign_in_as(open_console, approvals_lab[1], "alice")
+    allow_errors(alice, "status of 400")  # Chromium logs the refusal
+    pick(alice, "orders", "refund")
+    alice.uncheck("#browser-validation")  # send it without the reason the browser asks for
+    alice.fill("#target-id", "1")
+    alice.fill("#param-amount", "250.00")
+    alice.click("#run")
+    expect(alice.locator("#errors-approval-reason")).to_have_text(
+        "Give a reason for this request: the approvers read it."
+    )
+    assert alice.get_attribute("#approval-reason", "aria-invalid") == "true"
+    assert alice.locator(".approval-filed").count() == 0
+    expect(alice.locator("#announcer")).to_have_text(
+        "Refund refused. Reason: Give a reason for this request: the approvers read it."
+    )
+
+
 def test_the_panel_stays_away_from_an_app_without_approvals(
     open_console: Opener, shop: tuple[Flask, str]
 ) -> None:
