@@ -104,6 +104,10 @@ OTHER_GENERATED = {
     "console-job.png": (
         "browser/test_console_jobs.py::test_an_inline_job_answers_its_final_state_with_each_record"
     ),
+    "console-approvals.png": (
+        "browser/test_console_approvals.py::"
+        "test_a_request_is_filed_listed_and_approved_by_another_person"
+    ),
     # The text of what each console screenshot shows, which the tests above check.
     "console-screens.txt": "browser/conftest.py::keep_for_the_docs",
 }

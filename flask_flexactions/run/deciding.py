@@ -135,6 +135,11 @@ def list_approvals(runtime: Runtime, caller: Caller, limit: int) -> BaseResponse
     """``to_decide``: the pending requests ``caller`` may decide, oldest first; ``mine``: the
     caller's own requests, newest first."""
     store = _store(runtime)
+    if not store.in_use:
+        # No action needs approval, so nobody has a request to see: answered without reading
+        # the table, which an app that never needed approvals may not have created (the
+        # console asks this of every app, to tell whether to show its approvals panel).
+        return json_response({"result": True, "to_decide": [], "mine": []})
     runtime.housekeeping.run_if_due()
     to_decide = []
     for stored in store.pending(PENDING_WINDOW):

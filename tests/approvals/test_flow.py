@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from flask.testing import FlaskClient
 
 from flask_flexactions import Approval, FlexActions
+from flask_flexactions.run.approvals import APPROVALS_TABLE
 from tests.approvals.support import (
     Api,
     Ran,
@@ -21,7 +23,7 @@ from tests.approvals.support import (
     refunded,
     trail,
 )
-from tests.conftest import URL
+from tests.conftest import AUTH, URL
 from tests.models import Order, User, db
 
 # Requesting
@@ -354,6 +356,16 @@ def test_list_approvals_shows_what_each_caller_may_decide_and_their_own(
     assert listed["bob"]["mine"] == []
     limited = api.send("carol", "list_approvals", {"limit": 1}).get_json()["to_decide"]
     assert [a["id"] for a in limited] == [refund_id]
+
+
+def test_list_approvals_on_an_app_without_approvals_reads_no_table(
+    app: Flask, client: FlaskClient
+) -> None:
+    with app.app_context():
+        db.metadata.tables[APPROVALS_TABLE].drop(db.engine)  # as if never created
+    response = client.post(URL, json={"name": "list_approvals"}, headers=AUTH)
+    assert response.status_code == 200
+    assert response.get_json() == {"result": True, "to_decide": [], "mine": []}
 
 
 def test_get_approval_previews_the_run_now(app: Flask, api: Api) -> None:

@@ -27,6 +27,7 @@ from werkzeug.serving import make_server
 
 from examples.shop import create_app
 from examples.shop.models import db as shop_db
+from tests.browser.approvals_lab import create_approvals_lab
 from tests.browser.lab import Lab, create_lab
 from tests.models import db as test_db
 
@@ -99,6 +100,15 @@ def lab(servers: ExitStack, tmp_path: Path) -> tuple[Lab, str]:
 
     servers.callback(end_the_jobs)
     return lab, base
+
+
+@pytest.fixture
+def approvals_lab(servers: ExitStack, tmp_path: Path) -> tuple[Flask, str]:
+    """The app with an action that needs approval (see tests/browser/approvals_lab.py) on a
+    new SQLite file, served; (app, base URL)."""
+    app = create_approvals_lab(f"sqlite:///{tmp_path / 'approvals.db'}", TOKEN)
+    servers.callback(_dispose, app, test_db)
+    return app, servers.enter_context(serve(app))
 
 
 @pytest.fixture(scope="session")
@@ -216,14 +226,16 @@ def _sections() -> dict[str, str]:
 
 
 def screen_text(page: Any) -> str:
-    """What a screenshot shows, as text: the actions, the form's labels, the answer and the
-    recent jobs, with job ids and clock times masked."""
+    """What a screenshot shows, as text: the actions, the form's labels, the answer, the
+    recent jobs and the approval requests, with ids, dates and clock times masked."""
     parts = [page.inner_text("#actions")]
-    for selector in ("#action-form", "#result", "#jobs", "#confirm[open]"):
+    selectors = ("#action-form", "#result", "#jobs", "#confirm[open]", "#approvals", "#approval")
+    for selector in selectors:
         if page.is_visible(selector):
             parts.append(page.inner_text(selector))
     text = "\n".join(part.strip() for part in parts) + "\n"
     text = re.sub(r"\b[0-9a-f]{32}\b", "<job id>", text)
+    text = re.sub(r"\b\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\b", "<date time>", text)
     text = re.sub(r"\b\d{1,2}:\d\d:\d\d(\s?[AP]M)?", "<time>", text)
     return re.sub(r"\n{2,}", "\n", text)
 

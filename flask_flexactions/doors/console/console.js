@@ -1,7 +1,7 @@
 // The Flex Actions debug console: lists the actions, builds a form per action (filled with the
 // declared defaults, and those computed from the record), previews and runs it, follows
-// background jobs, and shows the answer first with the exchange below it. Plain JavaScript, no
-// build step, nothing from another host.
+// background jobs, lists and decides approval requests, and shows the answer first with the
+// exchange below it. Plain JavaScript, no build step, nothing from another host.
 (function () {
   "use strict";
 
@@ -16,6 +16,14 @@
   const SLOW_POLL_MS = 5000;
   const SLOW_AFTER_MS = 60000;
   const MAX_JOBS = 20;
+  // How many requests of each approvals list are asked for (the server allows 200).
+  const APPROVALS_LIMIT = 50;
+  // The message of each decision a button sends.
+  const DECISIONS = {
+    approve: "approve_action",
+    reject: "reject_action",
+    withdraw: "withdraw_approval",
+  };
   const FINAL_STATES = ["succeeded", "failed", "cancelled"];
   const messagesUrl = new URL("../messages/", window.location.href).href;
   const $ = (id) => document.getElementById(id);
@@ -162,8 +170,17 @@
     $("login").hidden = true;
     $("workspace").hidden = false;
     $("forget").hidden = false;
+    closeApproval();
     renderActions(data);
     renderJobList();
+    // Approvals: the panel shows when an action listed needs approval, or when the server
+    // lists a request for this caller (an approver may run none of those actions).
+    approvals.enabled = data.some((action) => action.approval);
+    approvals.shown = false;
+    $("approvals").hidden = true;
+    $("to-decide").replaceChildren();
+    $("mine").replaceChildren();
+    loadApprovals();
     for (const job of storedJobs()) {
       if (!FINAL_STATES.includes(job.state) && job.state !== "unknown") watch(job.id);
     }
@@ -216,6 +233,7 @@
             other.removeAttribute("aria-current");
           }
           button.setAttribute("aria-current", "true");
+          closeApproval();
           renderForm(entry.action, entry.model);
           $("action-title").focus();
         });
@@ -587,6 +605,7 @@
     const traits = [];
     if (action.preview) traits.push("has a preview");
     if (action.background) traits.push("runs in the background");
+    if (action.approval) traits.push("needs approval");
     $("action-meta").textContent = [action.name + " · " + where, ...traits, action.description]
       .filter(Boolean)
       .join(" · ");
@@ -636,6 +655,7 @@
       box.append(fieldElement);
       fields.push(field);
     }
+    if (action.approval) box.append(reasonBox(action.approval));
     $("non-field-errors").replaceChildren();
     $("preview").hidden = !action.preview;
     const form = $("action-form");
@@ -643,6 +663,17 @@
     form.dataset.action = action.name;
     form.dataset.model = model || "";
     form.dataset.kind = kind;
+  }
+
+  // The requester's reason, for an action that needs approval (execute_action's "reason").
+  function reasonBox(approval) {
+    const input = el("textarea", { id: "approval-reason", maxLength: 2000 });
+    input.required = approval.reason === true;
+    const approvers = approval.approvers > 1 ? plural(approval.approvers, "other person") : "another person";
+    const when = approval.conditional ? " (only in some cases)" : "";
+    const note = "This action needs the approval of " + approvers + when +
+      ": running it files a request, and nothing runs until it is approved.";
+    return fieldBox("approval-reason", "Reason for the approvers", input.required, input, input, [note]).box;
   }
 
   // --- defaults computed from the record: get_action_params once its id is given
@@ -701,6 +732,7 @@
 
   function labelOf(name) {
     const field = fields.find((candidate) => candidate.name === name);
+    if (!field && name === "reason" && $("approval-reason")) return "Reason";
     return field ? field.param.label || field.param.verbose_name || humanize(name) : name;
   }
 
@@ -708,14 +740,15 @@
   function showErrors(errors) {
     const lines = [];
     for (const [key, messages] of Object.entries(errors)) {
-      const list = document.getElementById("errors-param-" + key);
+      const list = document.getElementById("errors-param-" + key) ||
+        (key === "reason" ? document.getElementById("errors-approval-reason") : null);
       const target = list || $("non-field-errors");
       for (const message of [].concat(messages)) {
         const text = list || key === "non_field_errors" ? String(message) : key + ": " + message;
         target.append(el("li", {}, text));
         lines.push(key === "non_field_errors" ? String(message) : labelOf(key) + ": " + message);
       }
-      if (list) $("param-" + key).setAttribute("aria-invalid", "true");
+      if (list) $(list.id.slice("errors-".length)).setAttribute("aria-invalid", "true");
     }
     return lines;
   }
@@ -765,6 +798,8 @@
       return null;
     }
     params.params = values;
+    const reason = $("approval-reason");
+    if (reason && reason.value.trim()) params.reason = reason.value;
     return params;
   }
 
@@ -946,10 +981,18 @@
       answer.append(jobCard(job));
       if (!FINAL_STATES.includes(job.state)) watch(job.id);
     }
-    showResult(data.dry_run ? "Preview" : "Answer");
+    const filed = !data.dry_run && data.approval && typeof data.approval === "object" &&
+      typeof data.approval.id === "string" ? data.approval : null;
+    if (filed) {
+      answer.append(filedNotice(filed));
+      loadApprovals();
+    }
+    showResult(data.dry_run ? "Preview" : filed ? "Approval requested" : "Answer");
     const what = data.dry_run ? "Preview" : current.action ? current.action.label || current.action.name : "Answer";
     if (data.result === false) {
       announce(what + " refused. " + (lines.join(" ") || errorText(data, "")));
+    } else if (filed) {
+      announce(what + ": an approval request was filed; nothing ran yet.");
     } else {
       announce(sentence(what + ": " + (data.message || (job ? "job " + job.state : "done"))));
     }
@@ -1226,6 +1269,283 @@
     window.setTimeout(tick, POLL_MS);
   }
 
+  // --- approval requests: the lists (list_approvals), one request (get_approval), decisions
+
+  // enabled: an action listed needs approval; shown: the panel is on screen; open: the id of
+  // the request shown in the runner's place; asked: the latest list asked (older answers lose).
+  const approvals = { enabled: false, shown: false, open: null, asked: 0 };
+
+  // A time the server gives as ISO 8601 UTC, read as "2025-03-01 09:30:00 UTC".
+  function approvalTime(iso) {
+    const text = String(iso ?? "");
+    const match = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)/.exec(text);
+    return el("time", { dateTime: text }, match ? match[1] + " " + match[2] + " UTC" : text || "—");
+  }
+
+  function approvalWhat(approval) {
+    const label = approval.label || humanize(approval.action || "action");
+    return label + (approval.model ? " on " + approval.model : "");
+  }
+
+  function requester(approval) {
+    const by = approval.requested_by || {};
+    return String(by.name || by.id || "someone");
+  }
+
+  async function loadApprovals() {
+    const mine = ++approvals.asked;
+    const { response, data } = await ask("list_approvals", { limit: APPROVALS_LIMIT });
+    if (mine !== approvals.asked || $("workspace").hidden) return;
+    const ok = response.ok && data && Array.isArray(data.to_decide) && Array.isArray(data.mine);
+    const listed = ok && (data.to_decide.length > 0 || data.mine.length > 0);
+    approvals.shown = approvals.shown || approvals.enabled || listed;
+    $("approvals").hidden = !approvals.shown;
+    $("approvals-error").textContent = ok ? "" : errorText(data, "The requests could not be read.");
+    if (!ok) return;
+    fillApprovalList($("to-decide"), data.to_decide, "Nothing awaits your decision.");
+    fillApprovalList($("mine"), data.mine, "You have filed no request.");
+    const pending = data.to_decide.length + data.mine.filter((a) => a.state === "pending").length;
+    $("approvals-empty").hidden = pending > 0;
+  }
+
+  function fillApprovalList(list, items, empty) {
+    list.replaceChildren();
+    for (const approval of items) {
+      const open = el("button", { type: "button", className: "approval-open", dataset: { approval: approval.id } },
+        approvalWhat(approval) + (approval.count ? " · " + plural(approval.count, "record") : ""));
+      if (approval.id === approvals.open) open.setAttribute("aria-current", "true");
+      open.addEventListener("click", () => showApproval(approval.id, true));
+      const when = list.id === "mine"
+        ? el("span", { className: "when" }, "asked ", approvalTime(approval.created_at))
+        : el("span", { className: "when" }, "by " + requester(approval) + ", expires ", approvalTime(approval.expires_at));
+      list.append(el("li", { dataset: { approval: approval.id, state: approval.state } }, open,
+        stateBadge(approval.state), when));
+    }
+    if (!items.length) list.append(el("li", { className: "empty" }, empty));
+  }
+
+  // Hides the request shown in the runner's place (another action or caller comes).
+  function closeApproval() {
+    approvals.open = null;
+    $("approval").hidden = true;
+    $("approval-outcome").hidden = true;
+    $("approval-answer").replaceChildren();
+    for (const button of document.querySelectorAll(".approval-open[aria-current]")) {
+      button.removeAttribute("aria-current");
+    }
+  }
+
+  // Shows one request in the runner's place, instead of an action's form.
+  async function showApproval(id, focus) {
+    const { response, data } = await ask("get_approval", { id });
+    if (approvals.open !== id) {
+      $("approval-outcome").hidden = true;
+      $("approval-answer").replaceChildren();
+      $("approval-comment").value = "";
+    }
+    approvals.open = id;
+    for (const other of document.querySelectorAll("#actions button[aria-current], .approval-open[aria-current]")) {
+      other.removeAttribute("aria-current");
+    }
+    for (const button of document.querySelectorAll('.approval-open[data-approval="' + CSS.escape(id) + '"]')) {
+      button.setAttribute("aria-current", "true");
+    }
+    $("placeholder").hidden = true;
+    $("action-form").hidden = true;
+    current = { action: null, model: null, kind: null };
+    fields = [];
+    clearOutcome();
+    $("approval").hidden = false;
+    if (response.ok && data && data.approval && typeof data.approval === "object") {
+      renderApproval(data.approval);
+    } else {
+      $("approval-title").textContent = "Approval request";
+      $("approval-status").replaceChildren(el("span", { className: "result-false" },
+        errorText(data, "This request could not be read (" + response.status + ").")));
+      $("approval-facts").replaceChildren();
+      $("approval-decide").hidden = true;
+    }
+    if (focus) {
+      $("approval-title").focus();
+      $("approval").scrollIntoView({ block: "start", behavior: "instant" });
+    }
+  }
+
+  function fact(list, term, ...details) {
+    list.append(el("dt", {}, term), el("dd", {}, ...details));
+  }
+
+  function shownValue(value) {
+    return typeof value === "string" ? value : JSON.stringify(value);
+  }
+
+  function renderApproval(approval) {
+    $("approval-title").textContent = "Request: " + approvalWhat(approval);
+    $("approval").dataset.approval = approval.id;
+    $("approval").dataset.state = approval.state;
+    const needed = approval.approvals && approval.approvals.needed;
+    const given = approval.approvals ? approval.approvals.given : 0;
+    $("approval-status").replaceChildren(stateBadge(approval.state),
+      el("span", { className: "hint" }, (needed ? given + " of " + needed : given) + " approvals"),
+      el("span", { className: "job-id" }, approval.id));
+    const facts = $("approval-facts");
+    facts.replaceChildren();
+    fact(facts, "Action", approval.action + (approval.model ? " on " + approval.model : ""));
+    if (Array.isArray(approval.ids)) {
+      const more = approval.count > approval.ids.length ? " (" + approval.count + " in all)" : "";
+      fact(facts, "Records", approval.ids.map((id) => "#" + id).join(", ") + more);
+    }
+    const values = Object.entries(approval.params || {});
+    fact(facts, "Values", values.length
+      ? el("ul", { className: "values" }, ...values.map(([name, value]) => el("li", {}, name + ": " + shownValue(value))))
+      : "none");
+    fact(facts, "Reason", approval.reason || "none given");
+    const by = approval.requested_by || {};
+    fact(facts, "Requested by", requester(approval) + (by.id && by.name ? " (" + by.id + ")" : ""));
+    fact(facts, "Created", approvalTime(approval.created_at));
+    fact(facts, "Expires", approvalTime(approval.expires_at));
+    const decisions = Array.isArray(approval.decisions) ? approval.decisions : [];
+    if (decisions.length) {
+      fact(facts, "Decisions", el("ul", { className: "decisions" }, ...decisions.map((decision) => {
+        const who = decision.by ? decision.by.name || decision.by.id : "someone";
+        return el("li", {}, decision.verdict + " by " + who + ", ", approvalTime(decision.at),
+          decision.comment ? ": " + decision.comment : "");
+      })));
+    }
+    const preview = approval.preview;
+    if (preview && typeof preview === "object") {
+      fact(facts, "Preview", preview.result === true
+        ? el("span", { className: "preview-message" }, preview.message || "It would run.")
+        : el("span", { className: "result-false" }, "It would fail now: " + errorText(preview, "no reason given.")));
+    }
+    if (approval.tampered) {
+      fact(facts, "Warning", el("span", { className: "result-false" },
+        "Altered in the database since it was made: it cannot be decided."));
+    }
+    if (approval.answer && typeof approval.answer === "object") {
+      const box = el("div", { className: "approval-run" });
+      renderAnswer(approval.answer, box, null);
+      if (approval.answer.file) box.append(approvalFileButton(approval));
+      fact(facts, "Its run", box);
+    }
+    const pending = approval.state === "pending" && !approval.tampered;
+    $("approval-decide").hidden = !pending;
+    $("approval-withdraw").hidden = !approval.can_withdraw;
+    $("approval-may").textContent = approval.can_decide
+      ? "You may approve or reject this request."
+      : approval.can_withdraw
+        ? "You made this request: another person must approve it. You may withdraw it."
+        : "The server says you may not decide this request; Approve and Reject still send the decision, to show its answer.";
+  }
+
+  function approvalFileButton(approval) {
+    const file = approval.answer.file;
+    const name = fileName(file.name || "");
+    const get = el("button", { type: "button", className: "secondary approval-download" },
+      "Download " + name + " (" + file.size + " bytes)");
+    get.addEventListener("click", async () => {
+      get.disabled = true;
+      let response;
+      try {
+        ({ response } = await post("get_approval", { id: approval.id, download: true }));
+      } catch (error) {
+        response = { ok: false, status: error.message };
+      }
+      get.disabled = false;
+      if (!response.ok) {
+        const data = response.json ? await response.json().catch(() => null) : null;
+        announce("The download failed: " + errorText(data, String(response.status)));
+        return;
+      }
+      const link = fileLink(await response.blob(), name, "approval-download-" + approval.id);
+      get.replaceWith(link);
+      link.querySelector("a").click();
+    });
+    return el("div", { className: "buttons" }, get);
+  }
+
+  // Approve, reject or withdraw the request shown; its answer (and the run's, for the last
+  // approval needed) is shown above the request, which is shown again as it is now.
+  async function decide(verdict) {
+    const id = approvals.open;
+    if (id === null) return;
+    const params = { id };
+    const comment = $("approval-comment").value;
+    if (verdict !== "withdraw" && comment.trim()) params.comment = comment;
+    const buttons = ["approval-approve", "approval-reject", "approval-withdraw"].map($);
+    for (const button of buttons) button.disabled = true;
+    $("approval").setAttribute("aria-busy", "true");
+    let response = null;
+    let data = null;
+    try {
+      const sent = await post(DECISIONS[verdict], params);
+      response = sent.response;
+      showRequest(sent.headers, sent.body);
+      const text = await response.text();
+      try {
+        data = JSON.parse(text);
+      } catch (error) {
+        data = null;
+      }
+      $("response-status").textContent = response.status + " " + response.statusText;
+      $("response-headers").textContent = headerLines([...response.headers.entries()]);
+      $("response-body").textContent = data === null ? text : JSON.stringify(data, null, 2);
+    } catch (error) {
+      data = { result: false, errors: { non_field_errors: ["The request failed: " + error.message] } };
+    } finally {
+      for (const button of buttons) button.disabled = false;
+      $("approval").setAttribute("aria-busy", "false");
+    }
+    if (approvals.open !== id) return;
+    const outcome = $("approval-answer");
+    outcome.replaceChildren();
+    if (data && typeof data === "object" && !Array.isArray(data)) {
+      const shown = { ...data };
+      delete shown.job; // the run's job belongs to the requester: its state is shown below
+      renderAnswer(shown, outcome, response);
+      if (data.file && typeof data.file === "object") {
+        outcome.append(el("p", { className: "hint" }, "The run answered a file, " + fileName(data.file.name || "") +
+          " (" + data.file.size + " bytes): its requester downloads it from the request."));
+      }
+      if (data.job && typeof data.job === "object") {
+        outcome.append(el("p", { className: "hint" }, "Background job " + data.job.id + ": " + data.job.state +
+          " (it belongs to the requester)."));
+      }
+    } else {
+      outcome.append(statusLine(null, response), el("p", { className: "message" },
+        "The answer is not a JSON object" + (response ? ": " + response.status : "") + "."));
+    }
+    $("approval-outcome").hidden = false;
+    const ok = Boolean(response && response.ok && data && data.result !== false);
+    if (ok) $("approval-comment").value = "";
+    $("approval-outcome-title").focus();
+    const summary = data && data.message ? data.message : errorText(data, "no answer");
+    announce(sentence((ok ? "Done: " : response && response.ok ? "The run failed: " : "Refused: ") + summary));
+    if (data && data.approval && typeof data.approval === "object" && data.approval.id === id) {
+      renderApproval(data.approval);
+    } else {
+      await refreshApproval(id);
+    }
+    loadApprovals();
+  }
+
+  // The request shown, read again (after a refused decision: it may have ended meanwhile).
+  async function refreshApproval(id) {
+    const { response, data } = await ask("get_approval", { id });
+    if (approvals.open === id && response.ok && data && data.approval) renderApproval(data.approval);
+  }
+
+  // Under the answer of a run that filed a request: what happens now, and the way to it.
+  function filedNotice(filed) {
+    const open = el("button", { type: "button", className: "secondary", id: "open-filed" }, "Show the request");
+    open.addEventListener("click", () => showApproval(filed.id, true));
+    return el("div", { className: "approval-filed", dataset: { approval: filed.id } },
+      el("p", {}, el("strong", {}, "An approval request was filed."),
+        " Nothing ran yet: the action runs once another person approves it in the Approvals panel",
+        filed.expires_at ? el("span", {}, " (before ", approvalTime(filed.expires_at), ")") : null, "."),
+      open);
+  }
+
   // --- start
 
   $("endpoint").textContent = messagesUrl;
@@ -1244,6 +1564,13 @@
     watched.clear();
     showLogin("");
   });
+  $("approvals-refresh").addEventListener("click", () => {
+    loadApprovals();
+    if (approvals.open !== null) refreshApproval(approvals.open);
+  });
+  for (const verdict of Object.keys(DECISIONS)) {
+    $("approval-" + verdict).addEventListener("click", () => decide(verdict));
+  }
   $("jobs-clear").addEventListener("click", () => {
     window.sessionStorage.removeItem(JOBS_KEY);
     watched.clear();
