@@ -74,6 +74,7 @@ def tools(flex: FlexActions, app: Flask) -> ActionTools:
 
     with app.app_context():
         db.session.add_all([User(id=1, name="ada"), User(id=2, name="bob")])
+        db.session.commit()  # the users first: the order points to one
         db.session.add(Order(id=7, user_id=1, total=100, refunded=0))
         db.session.commit()
     return ActionTools(app, f"Token {TOKEN}")
