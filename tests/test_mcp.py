@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import sys
@@ -40,6 +41,13 @@ def _server(database: Path, auth: str) -> StdioServerParameters:
     )
 
 
+def _run(main: Any) -> Any:
+    """``anyio.run(main)`` in a thread of its own: the browser tests' Playwright keeps an event
+    loop running in the test process's main thread."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(anyio.run, main).result()
+
+
 def _session(database: Path, auth: str, steps: Any) -> Any:
     """Start the server, run ``await steps(session)`` and return what it returns."""
 
@@ -50,7 +58,7 @@ def _session(database: Path, auth: str, steps: Any) -> Any:
                     await session.initialize()
                     return await steps(session)
 
-    return anyio.run(main)
+    return _run(main)
 
 
 def _scalar(database: Path, sql: str) -> Any:
@@ -173,7 +181,7 @@ def test_the_documented_client_configuration_serves_the_shop(tmp_path: Path) -> 
                     listed = await session.list_tools()
                     return listed, await session.call_tool("ping", {})
 
-    listed, ping = anyio.run(main)
+    listed, ping = _run(main)
     # The shared token may run every action, the finance transfer included.
     assert "accounts__account_transfer" in {tool.name for tool in listed.tools}
     assert not ping.is_error and _text(ping).startswith("pong")
