@@ -16,6 +16,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from flask_flexactions import FlexActions
+from flask_flexactions.doors.body import parse_json
+from flask_flexactions.errors import ProtocolError
 from tests.conftest import AUTH, URL, Messages
 from tests.models import Device, Order, Tag, User, db
 
@@ -97,8 +99,9 @@ def post_raw(
     return client.post(URL, data=data, content_type=content_type, headers=headers, **kwargs)
 
 
-def assert_protocol_error(response: TestResponse, status: int) -> None:
-    """The status, and the one error shape with a single non-empty message."""
+def assert_protocol_error(response: TestResponse, status: int, fragment: str = "") -> None:
+    """The status, and the one error shape with a single non-empty message that holds
+    ``fragment``: the check that refused the request, not just any."""
     assert response.status_code == status, response.get_data(as_text=True)
     body = response.get_json()
     assert set(body) == {"result", "errors", "detail"}
@@ -106,6 +109,7 @@ def assert_protocol_error(response: TestResponse, status: int) -> None:
     assert list(body["errors"]) == ["non_field_errors"]
     [message] = body["errors"]["non_field_errors"]
     assert isinstance(message, str) and message
+    assert fragment in message, message
     assert body["detail"] == message
 
 
@@ -304,6 +308,107 @@ def test_nesting_limit_follows_the_config(armed: Armed, client: FlaskClient) -> 
     armed.assert_nothing_ran()
     assert post_raw(client, nested(5)).get_json() == {"result": True}
     assert armed.calls == ["ping"]
+
+
+DEEPER = "nested deeper than"
+NOT_UNICODE = "not valid Unicode"
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ('["é",' + "[" * 70 + "1" + "]" * 70 + ",[1]]", DEEPER),
+        ('["\\u00e9",' + "[" * 70 + "1" + "]" * 70 + ",[1]]", DEEPER),
+        ('[["\\ud800"],[1]]', NOT_UNICODE),
+        ('[{"\\ud800":1},[1],{"a":2}]', NOT_UNICODE),
+    ],
+    ids=["deep-then-numbers", "escaped-deep-then-numbers", "surrogate-then-numbers", "key"],
+)
+def test_a_number_only_container_never_ends_the_walk(
+    armed: Armed, client: FlaskClient, value: str, fragment: str
+) -> None:
+    """The walk skips a container of numbers only; the siblings pushed before it (a deep one,
+    a bad string) must still be checked. Each body takes the walk: non-ASCII or ``\\u``."""
+    response = post_raw(client, ping_with(value))
+    assert_protocol_error(response, 400, fragment)
+    armed.assert_nothing_ran()
+
+
+def nested_slow(levels: int, text: str) -> bytes:
+    """A ping body nested exactly ``levels`` deep whose innermost array holds the JSON string
+    ``text``: non-ASCII or escaped, so the exact walk decides, not the text shortcut."""
+    inner = levels - 3
+    return ping_with("[" * inner + text + "]" * inner)
+
+
+@pytest.mark.parametrize("text", ['"é"', '"\\u00e9"', '"\\ud83d\\ude00"'])
+@pytest.mark.parametrize(
+    ("config", "cap"),
+    [({}, 64), ({"FLEXACTIONS_MAX_DEPTH": 5}, 5), ({"FLEXACTIONS_MAX_DEPTH": 4}, 4)],
+    ids=["default-cap", "cap-5", "cap-4"],
+)
+def test_the_exact_walk_accepts_the_cap_and_refuses_one_more(
+    armed: Armed, client: FlaskClient, cap: int, text: str
+) -> None:
+    assert json.loads(nested_slow(cap, text))
+    over = post_raw(client, nested_slow(cap + 1, text))
+    assert_protocol_error(over, 400, f"nested deeper than {cap} levels")
+    armed.assert_nothing_ran()
+    response = post_raw(client, nested_slow(cap, text))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json() == {"result": True}
+    assert armed.calls == ["ping"]
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ('"é"'.encode(), "must be a JSON object"),
+        (b'"\\u00e9"', "must be a JSON object"),
+        (b'"\\ud800"', NOT_UNICODE),
+        ('["é"]'.encode(), "must be a JSON object"),
+    ],
+    ids=["e-acute", "escaped-e-acute", "lone-surrogate", "array-of-e-acute"],
+)
+def test_a_bare_non_ascii_body_is_checked_then_refused(
+    armed: Armed, client: FlaskClient, data: bytes, fragment: str
+) -> None:
+    assert_protocol_error(post_raw(client, data), 400, fragment)
+    armed.assert_nothing_ran()
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [('"é"', "é"), ('"\\u00e9"', "é"), ('"\\ud83d\\ude00"', "😀"), ('["é",[1]]', ["é", [1]])],
+)
+def test_parse_json_returns_a_valid_non_ascii_value(text: str, value: Any) -> None:
+    assert parse_json(text, 3) == value
+    assert parse_json(text.encode(), 3) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "cap", "fragment"),
+    [
+        ('["é",[[[[[[1]]]]]],[1]]', 3, "nested deeper than 3 levels"),
+        ('[["\\ud800"],[1]]', 3, "not valid Unicode"),
+        ('"\\ud800"', 3, "not valid Unicode"),
+        ('{"é":[["x"]]}', 2, "nested deeper than 2 levels"),
+        ('{"\\udc00":1}', 3, "not valid Unicode"),
+    ],
+)
+def test_parse_json_refuses_what_the_walk_finds(text: str, cap: int, fragment: str) -> None:
+    with pytest.raises(ProtocolError, match=fragment):
+        parse_json(text, cap)
+
+
+@pytest.mark.parametrize(
+    ("text", "cap"),
+    [('["é",[[1]]]', 3), ('{"é":[["x"]]}', 3), ('[[["\\u00e9"]]]', 3), ('[{"a":{"é":1}}]', 3)],
+)
+def test_parse_json_accepts_the_walk_at_the_cap(text: str, cap: int) -> None:
+    assert parse_json(text, cap) == json.loads(text)
+    with pytest.raises(ProtocolError, match=f"nested deeper than {cap - 1} levels"):
+        parse_json(text, cap - 1)
 
 
 BAD_IDS: list[tuple[str, str, dict[str, Any]]] = [
