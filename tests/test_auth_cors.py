@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from flask_flexactions import FlexActions, PermissionDenied
-from flask_flexactions.access.auth import NOT_CONFIGURED
+from flask_flexactions.access.auth import NOT_CONFIGURED, Credential, parse_authorization
 from tests.conftest import AUTH, TOKEN, URL, database_url
 from tests.models import User, db
 
@@ -108,6 +108,11 @@ ACCEPTED = [
     (f"Token {TOKEN} ; project=shop ; user=1", "params-with-spaces"),
     (f"JWT a.b.c;project=x, Token {TOKEN};user=2", "params-on-each-entry"),
     (f"Token {TOKEN};", "empty-params"),
+    (f"Basic x, Token {TOKEN}", "after-another-scheme"),
+    (f"Token {TOKEN}, Token wrong", "right-then-wrong"),
+    (f"Bearer {TOKEN}, Token wrong, Bearer x", "right-then-two-wrong"),
+    (f"Token {TOKEN};sig=YWJj==;x=a=b", "equals-signs-in-params"),
+    (f"Token, , Bearer ;x=1, Token {TOKEN}", "entries-without-a-value-first"),
 ]
 
 
@@ -117,6 +122,28 @@ def test_accepted_credentials(client: FlaskClient, calls: list[str], authorizati
     assert response.status_code == 200
     assert response.get_json() == {"result": True, "message": "pong"}
     assert calls == ["ping"]
+
+
+@pytest.mark.parametrize(
+    ("header", "credentials"),
+    [
+        ("Token abc", [Credential("token", "abc", {})]),
+        (
+            "Basic x, Token abc",
+            [Credential("basic", "x", {}), Credential("token", "abc", {})],
+        ),
+        (
+            "Token abc;sig=YWJj==; env = prod ;flag",
+            [Credential("token", "abc", {"sig": "YWJj==", "env": "prod", "flag": ""})],
+        ),
+        ("ProjectToken t;q=a=b=c", [Credential("projecttoken", "t", {"q": "a=b=c"})]),
+        (" , Token ,JWT a.b.c", [Credential("jwt", "a.b.c", {})]),
+    ],
+    ids=["one", "two-entries", "params", "equals-in-a-value", "empty-entries-skipped"],
+)
+def test_parse_authorization(header: str, credentials: list[Credential]) -> None:
+    """A parameter's value is everything after its first ``=`` (base64 ends in ``=``)."""
+    assert parse_authorization(header) == credentials
 
 
 def test_get_action_list_needs_credentials_too(client: FlaskClient, calls: list[str]) -> None:

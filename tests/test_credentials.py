@@ -256,6 +256,23 @@ def test_project_auth_accepts_and_sends_the_form(
     assert caller.scheme == "project_auth" and caller.id == "7" and caller.roles == {"support"}
 
 
+def test_project_auth_forwards_parameter_values_holding_equals_signs(
+    client: FlaskClient, jet: FakeJetAdmin, seen: list[Caller]
+) -> None:
+    """A value is everything after the first ``=``: a base64 signature keeps its padding."""
+    response = post(client, "Token user-token;sig=YWJjZA==;q=a=b")
+    assert response.status_code == 200
+    assert jet.requests == [
+        {
+            "sig": "YWJjZA==",
+            "q": "a=b",
+            "token": "user-token",
+            "project_token": "project-token-of-this-app",
+        }
+    ]
+    assert len(seen) == 1
+
+
 def test_project_auth_answers_are_cached(
     client: FlaskClient, jet: FakeJetAdmin, seen: list[Caller]
 ) -> None:

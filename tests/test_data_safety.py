@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask, Request, send_file
+from flask import Flask, Request, current_app, send_file
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -269,15 +269,110 @@ def test_failed_answers_are_replayed_too(client: FlaskClient, counted: list[str]
     assert counted == ["refuse"]
 
 
-@pytest.mark.parametrize("params", [{"name": "crash"}, {"name": 7}], ids=["500", "invalid"])
-def test_errors_that_may_pass_on_retry_release_the_key(
-    client: FlaskClient, counted: list[str], params: dict[str, Any]
+def stored_keys(app: Flask) -> int:
+    with app.app_context():
+        table = sa.table(IDEMPOTENCY_TABLE)
+        return int(db.session.scalar(sa.select(sa.func.count()).select_from(table)))
+
+
+def test_a_crash_releases_the_key(app: Flask, client: FlaskClient, counted: list[str]) -> None:
+    """A 500 may pass on retry: no answer is kept, the retry runs, and the key is free even
+    for another payload."""
+    first = execute(client, KEY, name="rename", model="users", id=1, params={"name": "crash"})
+    again = execute(client, KEY, name="rename", model="users", id=1, params={"name": "crash"})
+    assert first.status_code == again.status_code == 500
+    assert "Idempotent-Replayed" not in again.headers
+    assert counted == ["crash", "crash"] and stored_keys(app) == 0
+    other = execute(client, KEY, name="rename", model="users", id=1, params={"name": "ann"})
+    assert other.get_json() == {"result": True, "message": "renamed to ann"}
+    assert counted == ["crash", "crash", "ann"] and names(app)[1] == "ann"
+
+
+def test_invalid_params_are_answered_once_then_replayed(
+    app: Flask, client: FlaskClient, counted: list[str]
 ) -> None:
-    first = execute(client, KEY, name="rename", model="users", id=1, params=params)
-    again = execute(client, KEY, name="rename", model="users", id=1, params=params)
-    assert first.status_code == again.status_code
-    if first.status_code == 500:
-        assert counted == ["crash", "crash"]
+    """Invalid params never reach the handler; their answer (``result: false``) is stored like
+    any other, so a repeat is replayed and another payload under the key is 422."""
+    first = execute(client, KEY, name="rename", model="users", id=1, params={"name": 7})
+    assert first.status_code == 200 and "Idempotent-Replayed" not in first.headers
+    assert first.get_json() == {"result": False, "errors": {"name": ["Not a valid string."]}}
+    again = execute(client, KEY, name="rename", model="users", id=1, params={"name": 7})
+    assert again.status_code == 200 and again.data == first.data
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = execute(client, KEY, name="rename", model="users", id=1, params={"name": "ann"})
+    assert other.status_code == 422
+    assert counted == [] and stored_keys(app) == 1 and names(app)[1] == "user1"
+
+
+def test_a_replay_keeps_the_status_and_headers_of_the_answer(
+    flex: FlexActions, client: FlaskClient, users: None
+) -> None:
+    """Every other replay test answers 200: this answer is a 201 with its own headers."""
+    calls: list[int] = []
+
+    @flex.action(User, for_instance=True)
+    def create_report(user: User, params: dict[str, Any]) -> Any:
+        calls.append(user.id)
+        return current_app.response_class(
+            f"report of {user.name}",
+            status=201,
+            mimetype="text/csv",
+            headers={"Content-Disposition": "attachment; filename=report.csv", "X-Other": "1"},
+        )
+
+    first = execute(client, KEY, name="create_report", model="users", id=2)
+    assert first.status_code == 201 and first.data == b"report of user2"
+    assert "Idempotent-Replayed" not in first.headers
+    for _ in range(2):
+        again = execute(client, KEY, name="create_report", model="users", id=2)
+        assert again.status_code == 201 and again.data == first.data
+        assert again.headers["Idempotent-Replayed"] == "true"
+        for header in ("Content-Type", "Content-Disposition"):
+            assert again.headers[header] == first.headers[header]
+        assert again.headers["Content-Type"].startswith("text/csv")
+        # Only the headers that describe the body are stored.
+        assert "X-Other" not in again.headers
+    assert calls == [2]
+
+
+REORDERED = (
+    '{"name":"execute_action","params":{"name":"tag","model":"users","ids":[3,1],'
+    '"params":{"label":"x","extra":{"a":1,"b":[1,2]},"note":"n"}}}',
+    '{"params":{"params":{"note":"n","extra":{"b":[1,2],"a":1},"label":"x"},'
+    '"ids":"3,1","model":"users","name":"tag"},"name":"execute_action"}',
+)
+
+
+def test_a_payload_resent_with_its_keys_in_another_order_is_replayed(
+    flex: FlexActions, client: FlaskClient, users: None
+) -> None:
+    """Retry libraries rebuild JSON from a hash map: the keys may come in any order (and
+    the ids as a string), and it is still the same request."""
+    calls: list[dict[str, Any]] = []
+
+    @flex.action(
+        User,
+        bulk=True,
+        params=[
+            {"name": "label", "field": "CharField"},
+            {"name": "note", "field": "CharField"},
+            {"name": "extra", "field": "JSONField"},
+        ],
+    )
+    def tag(rows: list[User], params: dict[str, Any]) -> str:
+        calls.append(params)
+        return f"tagged {len(rows)}"
+
+    answers = [
+        client.post(URL, data=text, content_type="application/json", headers={**AUTH, **KEY})
+        for text in REORDERED
+    ]
+    assert [a.status_code for a in answers] == [200, 200], answers[1].get_data(as_text=True)
+    assert answers[1].data == answers[0].data
+    assert answers[0].get_json() == {"result": True, "message": "tagged 2"}
+    assert "Idempotent-Replayed" not in answers[0].headers
+    assert answers[1].headers["Idempotent-Replayed"] == "true"
+    assert calls == [{"label": "x", "note": "n", "extra": {"a": 1, "b": [1, 2]}}]
 
 
 def test_protocol_errors_release_the_key(

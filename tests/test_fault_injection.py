@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from flask_flexactions import ActionError, FlexActions
-from tests.conftest import Messages
+from tests.conftest import AUTH, Messages
 from tests.models import Tag, User, db
 
 ROWS = 50
@@ -437,3 +437,108 @@ def test_failing_commit_keeps_nothing(
     assert snapshot(app) == before
     assert engine.pool.checkedout() == 0
     assert idle_in_transaction(app) == 0
+
+
+# Idempotency-Key races: what another request can do between reserving a key and reading it
+
+
+KEY = {"Idempotency-Key": "race-3f6c1b7e"}
+
+
+@pytest.fixture
+def keyed(app: Flask, flex: FlexActions) -> list[str]:
+    """A common action ``stamp`` that records its calls and writes a row."""
+    calls: list[str] = []
+
+    @flex.action(params=[{"name": "label", "field": "CharField"}])
+    def stamp(params: dict[str, Any]) -> str:
+        calls.append(params["label"])
+        db.session.add(Tag(code=f"stamp{len(calls)}", label=params["label"]))
+        return f"stamped {params['label']}"
+
+    return calls
+
+
+def send_keyed(messages: Messages, label: str = "a") -> Any:
+    body = {"name": "execute_action", "params": {"name": "stamp", "params": {"label": label}}}
+    return messages.post(body, headers={**AUTH, **KEY})
+
+
+def key_rows(app: Flask) -> list[tuple[str, int | None]]:
+    with app.app_context(), Session(db.engine) as session:
+        table = app.extensions["flexactions"].idempotency.table
+        return [(row.state, row.status) for row in session.execute(sa.select(table))]
+
+
+def conflict_on(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, conflicts: int
+) -> list[tuple[str, str]]:
+    """Make the first ``conflicts`` inserts of a key's row fail as a unique-key conflict does
+    when another request holds the key, with no row left to read afterwards (it was swept as
+    expired, or its run rolled back meanwhile); later inserts go through."""
+    store = app.extensions["flexactions"].idempotency
+    real_insert = store._insert
+    inserts: list[tuple[str, str]] = []
+
+    def insert(session: Any, row_id: str, digest: str, **values: Any) -> bool:
+        inserts.append((row_id, digest))
+        if len(inserts) <= conflicts:
+            raise sa.exc.IntegrityError("INSERT INTO flexactions_idempotency", {}, InjectedFault())
+        return bool(real_insert(session, row_id, digest, **values))
+
+    monkeypatch.setattr(store, "_insert", insert)
+    return inserts
+
+
+@pytest.mark.parametrize("conflicts", [1, 2])
+def test_a_key_whose_conflicting_row_vanished_is_reserved_again(
+    app: Flask,
+    messages: Messages,
+    keyed: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    conflicts: int,
+) -> None:
+    inserts = conflict_on(app, monkeypatch, conflicts)
+    first = send_keyed(messages)
+    assert first.status_code == 200, first.get_data(as_text=True)
+    assert first.get_json() == {"result": True, "message": "stamped a"}
+    assert len(inserts) == conflicts + 1 and len(set(inserts)) == 1
+    assert keyed == ["a"] and key_rows(app) == [("done", 200)]
+    again = send_keyed(messages)
+    assert again.data == first.data and again.headers["Idempotent-Replayed"] == "true"
+    assert keyed == ["a"]
+    assert engine_of(app).pool.checkedout() == 0
+
+
+def test_a_key_that_keeps_conflicting_is_409_and_nothing_runs(
+    app: Flask, messages: Messages, keyed: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three conflicts in a row, each row gone before it could be read: give up with a 409
+    the client may retry, rather than loop or run without the key."""
+    inserts = conflict_on(app, monkeypatch, 3)
+    response = send_keyed(messages)
+    assert response.status_code == 409
+    assert response.get_json()["errors"]["non_field_errors"] == [
+        "Could not reserve the Idempotency-Key; retry."
+    ]
+    assert len(inserts) == 3
+    assert keyed == [] and key_rows(app) == [] and snapshot(app) == ([], [])
+    assert engine_of(app).pool.checkedout() == 0
+    assert idle_in_transaction(app) == 0
+    monkeypatch.undo()
+    assert send_keyed(messages).get_json() == {"result": True, "message": "stamped a"}
+    assert keyed == ["a"]
+
+
+def test_a_key_held_by_an_open_run_is_409_and_nothing_runs(
+    app: Flask, messages: Messages, keyed: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL's advisory lock refuses the insert while another open transaction holds the
+    key (``_insert`` returns False); forced here on any database."""
+    store = app.extensions["flexactions"].idempotency
+    monkeypatch.setattr(store, "_insert", lambda session, row_id, digest, **values: False)
+    response = send_keyed(messages)
+    assert response.status_code == 409
+    assert "still running" in response.get_json()["errors"]["non_field_errors"][0]
+    assert keyed == [] and key_rows(app) == [] and snapshot(app) == ([], [])
+    assert engine_of(app).pool.checkedout() == 0

@@ -237,6 +237,27 @@ GOOD = [
         "2024-05-01T10:30:00+0200",
         dt.datetime(2024, 5, 1, 10, 30, tzinfo=dt.timezone(dt.timedelta(hours=2))),
     ),
+    # An hours-only offset has no minutes; the largest minute is 59.
+    good(
+        "DateTimeField",
+        "2024-05-01T10:30:00+05",
+        dt.datetime(2024, 5, 1, 10, 30, tzinfo=dt.timezone(dt.timedelta(hours=5))),
+    ),
+    good(
+        "DateTimeField",
+        "2024-05-01T10:30:00-05",
+        dt.datetime(2024, 5, 1, 10, 30, tzinfo=dt.timezone(-dt.timedelta(hours=5))),
+    ),
+    good(
+        "DateTimeField",
+        "2024-05-01T10:30:00+05:59",
+        dt.datetime(2024, 5, 1, 10, 30, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=59))),
+    ),
+    good(
+        "DateTimeField",
+        "2024-05-01T10:30:00-0059",
+        dt.datetime(2024, 5, 1, 10, 30, tzinfo=dt.timezone(-dt.timedelta(minutes=59))),
+    ),
     good("DateTimeField", "2024-02-29T00:00:00", dt.datetime(2024, 2, 29)),
     good("TimestampField", 0, dt.datetime(1970, 1, 1, tzinfo=UTC)),
     good("TimestampField", 1714559400, dt.datetime(2024, 5, 1, 10, 30, tzinfo=UTC)),
@@ -276,6 +297,10 @@ GOOD = [
     good("IntegerField", -(2**63), -(2**63)),
     good("IntegerField", str(INT64_MAX), INT64_MAX),
     good("IntegerField", str(-(2**63)), -(2**63)),
+    # Leading zeros and the sign are not significant digits: 19 of them is still in range.
+    good("IntegerField", "0" * 30 + "42", 42),
+    good("IntegerField", "+" + "0" * 30 + str(INT64_MAX), INT64_MAX),
+    good("IntegerField", "-" + "0" * 30 + str(2**63), -(2**63)),
     good("IntegerField", Raw("3.0"), 3),
     good("IntegerField", Raw("1e3"), 1000),
     good("IntegerField", Raw("9007199254740992.0"), 2**53),
@@ -450,6 +475,11 @@ BAD = [
     bad("IntegerField", "9223372036854775808", INT_RANGE),
     bad("IntegerField", "-9223372036854775809", INT_RANGE),
     bad("IntegerField", 10**30, INT_RANGE),
+    # More than 19 significant digits: out of range, refused before int() reads them.
+    bad("IntegerField", "1" + "0" * 19, INT_RANGE),
+    bad("IntegerField", "-" + "0" * 5 + "1" + "0" * 19, INT_RANGE),
+    bad("IntegerField", "9" * 5000, INT_RANGE),
+    bad("IntegerField", "-" + "9" * 5000, INT_RANGE),
     bad("IntegerField", True),
     bad("IntegerField", False),
     bad("IntegerField", "１２"),

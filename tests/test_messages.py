@@ -395,8 +395,24 @@ def test_uuid_primary_key_missing(app: Flask, flex: FlexActions, messages: Messa
             + ", ".join(map(str, range(100, 120)))
             + " and 5 more.",
         ),
+        (
+            "bulk",
+            {"ids": [*range(100, 121), 1]},
+            "No records of users have the ids "
+            + ", ".join(map(str, range(100, 120)))
+            + " and 1 more.",
+        ),
     ],
-    ids=["some", "comma-string", "dup", "record", "record-ids", "twenty", "more-than-twenty"],
+    ids=[
+        "some",
+        "comma-string",
+        "dup",
+        "record",
+        "record-ids",
+        "twenty",
+        "more-than-twenty",
+        "twenty-one",
+    ],
 )
 def test_missing_ids_are_named_and_nothing_runs(
     app: Flask,

@@ -197,3 +197,49 @@ def test_without_any_permission_the_list_is_shared(
     first = send(client, "a", {"name": "get_action_list"}).data
     assert first == send(client, "b", {"name": "get_action_list"}).data
     assert b'"ping"' in first
+
+
+def test_a_callable_permission_gets_the_caller_the_action_and_the_model(
+    flex: FlexActions, client: FlaskClient, ran: list[str]
+) -> None:
+    """The documented signature ``(caller, action, model)``: the action being checked, and the
+    model class, or None for a common action; for listing and for running alike."""
+    seen: list[tuple[Caller, Action, Any]] = []
+
+    def recorder(caller: Caller, action: Action, model: Any) -> bool:
+        seen.append((caller, action, model))
+        return caller.id == "a" and (model is None or model is Order)
+
+    @flex.action(permission=recorder)
+    def report(params: dict[str, Any]) -> None:
+        ran.append("report")
+
+    @flex.action([User, Order], permission=recorder)
+    def recount(model: type[Any], params: dict[str, Any]) -> None:
+        ran.append(f"recount@{model.__tablename__}")
+
+    auditor = CALLERS["auditor"]
+    listing = send(client, "auditor", {"name": "get_action_list"}).get_json()
+    entries = {entry["name"]: entry for entry in listing}
+    assert "report" in entries and entries["recount"]["model_action"]["model"] == ["orders"]
+    assert {(action.name, model) for _, action, model in seen} == {
+        ("report", None),
+        ("recount", User),
+        ("recount", Order),
+    }
+    for caller, action, _ in seen:
+        assert caller == auditor and isinstance(action, Action)
+        assert action.permission is recorder
+
+    for params, expected in [
+        ({"name": "report"}, ("report", None)),
+        ({"name": "recount", "model": "orders"}, ("recount", Order)),
+        ({"name": "recount", "model": "users"}, ("recount", User)),
+    ]:
+        seen.clear()
+        response = send(client, "auditor", {"name": "execute_action", "params": params})
+        assert response.status_code == (403 if expected[1] is User else 200)
+        [(caller, action, model)] = seen
+        assert caller == auditor and (action.name, model) == expected
+        assert action.permission is recorder
+    assert ran == ["report", "recount@orders"]

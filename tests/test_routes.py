@@ -18,6 +18,7 @@ from flask_flexactions import Caller, FlexActions, Result
 from flask_flexactions.doors.routes import route_path
 from tests.conftest import AUTH, Messages
 from tests.models import Account, Order, Tag, User, db
+from tests.test_hostile import IDS_SHAPE, INVERSE, Prefix, not_int, not_text, out_of_range
 
 ORIGIN = "https://app.jetadmin.io"
 CONFIG = {"FLEXACTIONS_BACKGROUND_INLINE": True, "FLEXACTIONS_AUDIT": "table"}
@@ -316,7 +317,7 @@ def test_a_key_the_action_does_not_take_is_400_and_nothing_runs(
 def test_values_must_be_an_object(world: World, values: Any) -> None:
     before = world.rows()
     response = world.post("/actions/users/touch", {"id": 1, "values": values})
-    assert_protocol_error(response, 400)
+    assert_protocol_error(response, 400, '"values" must be an object of param names to values.')
     world.assert_nothing_ran(before)
 
 
@@ -347,24 +348,24 @@ def test_paths_are_percent_encoded_names(world: World) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "status"),
+    ("path", "message"),
     [
-        ("/actions/nope", 404),
-        ("/actions/users/nope", 404),
-        ("/actions/nowhere/touch", 404),
-        ("/actions/users/ping", 404),
-        ("/actions/touch", 404),
-        ("/actions/a/b/c", 404),
+        ("/actions/nope", "Unknown action 'nope' among the common actions."),
+        ("/actions/users/nope", "Unknown action 'nope' on the model 'users'."),
+        ("/actions/nowhere/touch", "Unknown model 'nowhere': no action is registered on it."),
+        ("/actions/users/ping", "Unknown action 'ping' on the model 'users'."),
+        ("/actions/touch", "Unknown action 'touch' among the common actions."),
+        ("/actions/a/b/c", "Unknown model 'a': no action is registered on it."),
     ],
 )
-def test_an_unknown_route_is_404(world: World, path: str, status: int) -> None:
-    assert_protocol_error(world.post(path, {}), status)
+def test_an_unknown_route_is_404(world: World, path: str, message: str) -> None:
+    assert_protocol_error(world.post(path, {}), 404, message)
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
 def test_other_methods_are_405(world: World, method: str) -> None:
     response = world.client.open("/flex/actions/ping", method=method, headers=AUTH)
-    assert_protocol_error(response, 405)
+    assert_protocol_error(response, 405, "An action's route takes POST with a JSON body.")
     assert response.headers["Allow"] == "POST, OPTIONS"
     assert world.calls == []
 
@@ -380,11 +381,16 @@ def test_other_methods_are_405(world: World, method: str) -> None:
 def test_credentials_are_needed(world: World, messages: Messages, headers: dict[str, str]) -> None:
     before = world.rows()
     response = world.post("/actions/ping", {}, headers=headers)
-    assert_protocol_error(response, 401)
+    assert_protocol_error(
+        response, 401, "Missing or invalid credentials in the Authorization header."
+    )
     assert response.headers["WWW-Authenticate"] == 'Token realm="flexactions"'
     envelope = {"name": "execute_action", "params": {"name": "ping"}}
     assert response.get_json() == messages.post(envelope, headers=headers).get_json()
     world.assert_nothing_ran(before)
+
+
+NOT_BLOCK = "You may not run the action 'block'."
 
 
 def test_permissions_are_those_of_the_messages_url(world: World, flex: FlexActions) -> None:
@@ -395,13 +401,13 @@ def test_permissions_are_those_of_the_messages_url(world: World, flex: FlexActio
     }
     flex.authenticator(lambda request: callers.get(request.headers.get("X-Who", "")))
     before = world.rows()
-    for who, status in (("clerk", 403), ("reader", 403)):
+    for who, message in (("clerk", NOT_BLOCK), ("reader", "Read-only users may not run actions.")):
         response = world.post("/actions/users/block", {"ids": [1]}, headers={"X-Who": who})
-        assert_protocol_error(response, status)
+        assert_protocol_error(response, 403, message)
         world.assert_nothing_ran(before)
     # A stranger learns nothing of the body's shape before the permission check.
     response = world.post("/actions/users/block", {"typo": 1}, headers={"X-Who": "clerk"})
-    assert_protocol_error(response, 403)
+    assert_protocol_error(response, 403, NOT_BLOCK)
     response = world.post("/actions/users/block", {"ids": [1]}, headers={"X-Who": "admin"})
     assert response.get_json() == {"result": True, "message": "Blocked [1]"}
 
@@ -452,14 +458,25 @@ def test_every_answer_carries_the_cors_headers(
 # Limits
 
 
-def assert_protocol_error(response: TestResponse, status: int) -> None:
-    """The status, and the one error shape with a single message repeated as ``detail``."""
+def assert_protocol_error(response: TestResponse, status: int, expected: str = "") -> None:
+    """The status, and the one error shape with a single message repeated as ``detail``: the
+    ``expected`` message, or its beginning when it is a :class:`Prefix`."""
     assert response.status_code == status, response.get_data(as_text=True)
     body = response.get_json()
     assert set(body) == {"result", "errors", "detail"}
     assert body["result"] is False
     [message] = body["errors"]["non_field_errors"]
+    if isinstance(expected, Prefix):
+        assert message.startswith(expected), message
+    elif expected:
+        assert message == expected
     assert body["detail"] == message
+
+
+TOO_LARGE = "The request body is larger than 1000 bytes."
+JSON_BODY = "Send the body as JSON with Content-Type: application/json."
+NOT_OBJECT = "The request body must be a JSON object."
+TOO_DEEP = "The JSON body is nested deeper than 8 levels."
 
 
 def _padded(size: int) -> bytes:
@@ -469,30 +486,55 @@ def _padded(size: int) -> bytes:
 
 @pytest.mark.parametrize("config", [SMALL_CAP])
 @pytest.mark.parametrize(
-    ("data", "content_type", "chunked", "status"),
+    ("data", "content_type", "chunked", "status", "message"),
     [
-        (_padded(1000), "application/json", False, 200),
-        (_padded(1000), "application/json", True, 200),
-        (_padded(1001), "application/json", False, 413),
-        (_padded(1001), "application/json", True, 413),
-        (b"{" * 5000, "application/json", True, 413),
-        (_padded(100), "text/plain", False, 415),
-        (_padded(100), "application/x-www-form-urlencoded", False, 415),
-        (_padded(100), None, False, 415),
-        (b'{"id": 1, "values": {"note": "n"', "application/json", False, 400),
-        (b'{"id": NaN, "values": {"note": "n"}}', "application/json", False, 400),
-        (b"\xff\xfe", "application/json", False, 400),
-        (b"[1]", "application/json", False, 400),
-        (b'"text"', "application/json", False, 400),
-        (b"null", "application/json", False, 400),
-        (b'{"id": 1, "values": ' + b"[" * 9 + b"]" * 9 + b"}", "application/json", False, 400),
+        (_padded(1000), "application/json", False, 200, ""),
+        (_padded(1000), "application/json", True, 200, ""),
+        (_padded(1001), "application/json", False, 413, TOO_LARGE),
+        (_padded(1001), "application/json", True, 413, TOO_LARGE),
+        (b"{" * 5000, "application/json", True, 413, TOO_LARGE),
+        (_padded(100), "text/plain", False, 415, JSON_BODY),
+        (_padded(100), "application/x-www-form-urlencoded", False, 415, JSON_BODY),
+        (_padded(100), None, False, 415, JSON_BODY),
+        (
+            b'{"id": 1, "values": {"note": "n"',
+            "application/json",
+            False,
+            400,
+            Prefix("The request body is not valid JSON: Expecting ',' delimiter"),
+        ),
+        (
+            b'{"id": NaN, "values": {"note": "n"}}',
+            "application/json",
+            False,
+            400,
+            "The request body is not valid JSON: NaN is not valid JSON",
+        ),
+        (b"\xff\xfe", "application/json", False, 400, "The request body is not valid UTF-8."),
+        (b"[1]", "application/json", False, 400, NOT_OBJECT),
+        (b'"text"', "application/json", False, 400, NOT_OBJECT),
+        (b"null", "application/json", False, 400, NOT_OBJECT),
+        (
+            b'{"id": 1, "values": ' + b"[" * 9 + b"]" * 9 + b"}",
+            "application/json",
+            False,
+            400,
+            TOO_DEEP,
+        ),
         (
             b'{"id": 1, "values": {"note": "n", "x": ' + b'{"a":' * 9 + b"1" + b"}" * 9 + b"}}",
             "application/json",
             False,
             400,
+            TOO_DEEP,
         ),
-        (b'{"id": 1, "values": {"note": "\\ud800"}}', "application/json", False, 400),
+        (
+            b'{"id": 1, "values": {"note": "\\ud800"}}',
+            "application/json",
+            False,
+            400,
+            "The JSON body holds a string that is not valid Unicode.",
+        ),
     ],
     ids=[
         "at-cap",
@@ -515,7 +557,7 @@ def _padded(size: int) -> bytes:
     ],
 )
 def test_body_limits_are_those_of_the_messages_url(
-    world: World, data: bytes, content_type: str | None, chunked: bool, status: int
+    world: World, data: bytes, content_type: str | None, chunked: bool, status: int, message: str
 ) -> None:
     before = world.rows()
     kwargs: dict[str, Any] = {"data": data, "content_type": content_type}
@@ -530,7 +572,7 @@ def test_body_limits_are_those_of_the_messages_url(
     if status == 200:
         assert response.get_json() == {"result": True, "message": "Touched 1 (None)"}
         return
-    assert_protocol_error(response, status)
+    assert_protocol_error(response, status, message)
     world.assert_nothing_ran(before)
 
 
@@ -550,7 +592,8 @@ def test_a_malformed_chunked_body_is_400(world: World) -> None:
         content_type="application/json",
         environ_overrides={"wsgi.input_terminated": True},
     )
-    assert_protocol_error(response, 400)
+    message = "The request body could not be read: its chunked encoding is malformed."
+    assert_protocol_error(response, 400, message)
     world.assert_nothing_ran(before)
 
 
@@ -558,27 +601,43 @@ def test_a_malformed_chunked_body_is_400(world: World) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "body"),
+    ("path", "body", "message"),
     [
-        ("/actions/users/touch", {"id": True, "values": {"note": "n"}}),
-        ("/actions/users/touch", {"id": 1.5, "values": {"note": "n"}}),
-        ("/actions/users/touch", {"id": {"a": 1}, "values": {"note": "n"}}),
-        ("/actions/users/touch", {"id": 2**64, "values": {"note": "n"}}),
-        ("/actions/users/touch", {"id": "1 OR 1=1", "values": {"note": "n"}}),
-        ("/actions/users/touch", {"id": 1, "values": {"note": "n"}, "dry_run": "yes"}),
-        ("/actions/users/block", {"ids": {"1": 1}}),
-        ("/actions/users/block", {"ids": [[1]]}),
-        ("/actions/users/block", {"ids": list(range(10_001))}),
-        ("/actions/users/block", {"ids": [1], "inverseIds": 1}),
-        ("/actions/tags/relabel", {"id": ""}),
+        ("/actions/users/touch", {"id": True, "values": {"note": "n"}}, not_int("True")),
+        ("/actions/users/touch", {"id": 1.5, "values": {"note": "n"}}, not_int("1.5")),
+        ("/actions/users/touch", {"id": {"a": 1}, "values": {"note": "n"}}, not_int("{'a': 1}")),
+        (
+            "/actions/users/touch",
+            {"id": 2**64, "values": {"note": "n"}},
+            out_of_range("18446744073709551616"),
+        ),
+        (
+            "/actions/users/touch",
+            {"id": "1 OR 1=1", "values": {"note": "n"}},
+            not_int("'1 OR 1=1'"),
+        ),
+        (
+            "/actions/users/touch",
+            {"id": 1, "values": {"note": "n"}, "dry_run": "yes"},
+            "dry_run must be true or false.",
+        ),
+        ("/actions/users/block", {"ids": {"1": 1}}, IDS_SHAPE),
+        ("/actions/users/block", {"ids": [[1]]}, not_int("[1]")),
+        (
+            "/actions/users/block",
+            {"ids": list(range(10_001))},
+            Prefix("Too many ids: 10001 sent, at most 10000 per request (FLEXACTIONS_MAX_IDS)."),
+        ),
+        ("/actions/users/block", {"ids": [1], "inverseIds": 1}, INVERSE),
+        ("/actions/tags/relabel", {"id": ""}, not_text("''")),
     ],
 )
 def test_malformed_selections_are_400_and_nothing_runs(
-    world: World, path: str, body: dict[str, Any]
+    world: World, path: str, body: dict[str, Any], message: str
 ) -> None:
     before = world.rows()
     response = world.post(path, body)
-    assert_protocol_error(response, 400)
+    assert_protocol_error(response, 400, message)
     world.assert_nothing_ran(before)
 
 
@@ -621,7 +680,12 @@ def test_an_idempotency_key_runs_once_and_replays(world: World) -> None:
     assert first.get_json() == again.get_json() == {"result": True, "message": "Touched 1 (None)"}
     assert world.calls == [("touch", 1)]
     other = world.post("/actions/users/touch", {"id": 2, "values": {"note": "n"}}, headers=key)
-    assert_protocol_error(other, 422)
+    assert_protocol_error(
+        other,
+        422,
+        "This Idempotency-Key was already used for a different request; send a new key for a "
+        "new request.",
+    )
     assert world.calls == [("touch", 1)]
 
 
@@ -644,5 +708,6 @@ def test_a_malformed_idempotency_key_is_400(world: World, key: str) -> None:
     before = world.rows()
     body = {"id": 1, "values": {"note": "n"}}
     response = world.post("/actions/users/touch", body, headers={**AUTH, "Idempotency-Key": key})
-    assert_protocol_error(response, 400)
+    message = "An Idempotency-Key is 1 to 255 visible ASCII characters (no spaces), e.g. a UUID."
+    assert_protocol_error(response, 400, message)
     world.assert_nothing_ran(before)
