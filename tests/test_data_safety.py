@@ -17,7 +17,7 @@ from werkzeug.test import TestResponse
 
 from flask_flexactions import ActionError, Caller, FlexActions
 from flask_flexactions.run.audit import AuditRecord
-from flask_flexactions.run.idempotency import IDEMPOTENCY_TABLE
+from flask_flexactions.run.idempotency import IDEMPOTENCY_TABLE, idempotency_table
 from tests.conftest import AUTH, URL
 from tests.models import Tag, User, db
 from tests.test_fault_injection import ON_POSTGRESQL
@@ -797,3 +797,34 @@ def test_the_same_key_for_other_text_ids_is_422(
     again = execute(client, KEY, name="relabel", model="tags", ids="alpha")
     assert again.headers["Idempotent-Replayed"] == "true" and again.data == first.data
     assert calls == [["alpha"]]
+
+
+def test_the_idempotency_table_keeps_its_schema() -> None:
+    """Apps create the table with their own migrations: its columns are a contract."""
+    table = idempotency_table(sa.MetaData())
+    assert table.name == IDEMPOTENCY_TABLE == "flexactions_idempotency"
+    columns = {
+        column.name: (type(column.type).__name__, getattr(column.type, "length", None))
+        for column in table.columns
+    }
+    assert columns == {
+        "id": ("String", 64),
+        "fingerprint": ("String", 64),
+        "state": ("String", 8),
+        "status": ("Integer", None),
+        "headers": ("JSON", None),
+        "body": ("LargeBinary", None),
+        "created_at": ("DateTime", None),
+        "expires_at": ("DateTime", None),
+    }
+    assert [column.name for column in table.primary_key] == ["id"]
+    assert {column.name for column in table.columns if not column.nullable} == {
+        "id",
+        "fingerprint",
+        "state",
+        "created_at",
+        "expires_at",
+    }
+    assert [[column.name for column in index.columns] for index in table.indexes] == [
+        ["expires_at"]
+    ]
