@@ -17,9 +17,9 @@ from werkzeug.test import TestResponse
 
 from flask_flexactions import ActionError, Caller, FlexActions
 from flask_flexactions.run.audit import AuditRecord
-from flask_flexactions.run.idempotency import IDEMPOTENCY_TABLE
+from flask_flexactions.run.idempotency import IDEMPOTENCY_TABLE, idempotency_table
 from tests.conftest import AUTH, URL
-from tests.models import User, db
+from tests.models import Tag, User, db
 from tests.test_fault_injection import ON_POSTGRESQL
 
 SECRET = "hunter2-very-secret"
@@ -754,3 +754,77 @@ def test_lock_covers_foreign_keys_loaded_under_another_attribute(
     assert response.get_json() == {"result": True, "message": "4+2"}
     # SQLite has no row locks; PostgreSQL locks both rows.
     assert sorted(locked) == ([2, 4] if dialect == "postgresql" else [])
+
+
+def test_a_caller_id_that_is_not_valid_unicode_still_owns_its_key(
+    flex: FlexActions, client: FlaskClient, counted: list[str]
+) -> None:
+    """A custom authenticator may name its caller with any string, even one holding a lone
+    surrogate (a JWT claim may decode to one): the key's row id must still be computed."""
+
+    @flex.authenticator
+    def odd(request: Request) -> Caller:
+        return Caller(id=request.headers["X-User"].replace("?", "\ud800"), superuser=True)
+
+    for user, name in (("a?", "ann"), ("a?", "ann"), ("b?", "bob")):
+        headers = {**KEY, "Authorization": "", "X-User": user}
+        response = execute(
+            client, headers, name="rename", model="users", id=1, params={"name": name}
+        )
+        assert response.get_json() == {"result": True, "message": f"renamed to {name}"}
+    assert counted == ["ann", "bob"]
+
+
+def test_the_same_key_for_other_text_ids_is_422(
+    app: Flask, flex: FlexActions, client: FlaskClient
+) -> None:
+    """The fingerprint holds the ids themselves: another selection of string keys under the
+    same key is another request."""
+    calls: list[list[str]] = []
+
+    @flex.action(Tag, bulk=True)
+    def relabel(rows: list[Tag], params: dict[str, Any]) -> str:
+        calls.append([tag.code for tag in rows])
+        return "relabelled"
+
+    with app.app_context():
+        db.session.add_all([Tag(code="alpha", label="A"), Tag(code="beta", label="B")])
+        db.session.commit()
+    first = execute(client, KEY, name="relabel", model="tags", ids=["alpha"])
+    assert first.get_json() == {"result": True, "message": "relabelled"}
+    other = execute(client, KEY, name="relabel", model="tags", ids=["beta"])
+    assert other.status_code == 422
+    again = execute(client, KEY, name="relabel", model="tags", ids="alpha")
+    assert again.headers["Idempotent-Replayed"] == "true" and again.data == first.data
+    assert calls == [["alpha"]]
+
+
+def test_the_idempotency_table_keeps_its_schema() -> None:
+    """Apps create the table with their own migrations: its columns are a contract."""
+    table = idempotency_table(sa.MetaData())
+    assert table.name == IDEMPOTENCY_TABLE == "flexactions_idempotency"
+    columns = {
+        column.name: (type(column.type).__name__, getattr(column.type, "length", None))
+        for column in table.columns
+    }
+    assert columns == {
+        "id": ("String", 64),
+        "fingerprint": ("String", 64),
+        "state": ("String", 8),
+        "status": ("Integer", None),
+        "headers": ("JSON", None),
+        "body": ("LargeBinary", None),
+        "created_at": ("DateTime", None),
+        "expires_at": ("DateTime", None),
+    }
+    assert [column.name for column in table.primary_key] == ["id"]
+    assert {column.name for column in table.columns if not column.nullable} == {
+        "id",
+        "fingerprint",
+        "state",
+        "created_at",
+        "expires_at",
+    }
+    assert [[column.name for column in index.columns] for index in table.indexes] == [
+        ["expires_at"]
+    ]

@@ -8,6 +8,7 @@ SAVEPOINT, RELEASE, ROLLBACK TO SAVEPOINT, and on SQLite the BEGIN) and fails th
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -542,3 +543,32 @@ def test_a_key_held_by_an_open_run_is_409_and_nothing_runs(
     assert "still running" in response.get_json()["errors"]["non_field_errors"][0]
     assert keyed == [] and key_rows(app) == [] and snapshot(app) == ([], [])
     assert engine_of(app).pool.checkedout() == 0
+
+
+def test_an_expired_key_renewed_meanwhile_is_not_deleted(
+    app: Flask, messages: Messages, keyed: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repeat reads the key's row as expired; before it deletes the row, the sweep and
+    another request have replaced it with a fresh answer. Only a row that is still expired
+    may go: the fresh answer is replayed, and nothing runs twice."""
+    assert send_keyed(messages).get_json() == {"result": True, "message": "stamped a"}
+    store = app.extensions["flexactions"].idempotency
+    table = store.table
+    engine = engine_of(app)
+    with engine.begin() as connection:
+        connection.execute(table.update().values(expires_at=dt.datetime(2000, 1, 1)))
+    real_forget = store._forget_expired
+    renewed: list[str] = []
+
+    def renewed_meanwhile(row_id: str) -> None:
+        with engine.begin() as connection:
+            connection.execute(table.update().values(expires_at=dt.datetime(2999, 1, 1)))
+        renewed.append(row_id)
+        real_forget(row_id)
+
+    monkeypatch.setattr(store, "_forget_expired", renewed_meanwhile)
+    again = send_keyed(messages)
+    assert len(renewed) == 1
+    assert again.get_json() == {"result": True, "message": "stamped a"}
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert keyed == ["a"] and key_rows(app) == [("done", 200)]

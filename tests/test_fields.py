@@ -210,6 +210,7 @@ GOOD = [
     good("ForeignKey(Order)", BIG, Row(Order, BIG)),
     good("ForeignKey(Order)", str(BIG), Row(Order, BIG)),
     good("DateTimeField", "2024-05-01T10:30:00Z", dt.datetime(2024, 5, 1, 10, 30, tzinfo=UTC)),
+    good("DateTimeField", "2024-05-01t10:30:00z", dt.datetime(2024, 5, 1, 10, 30, tzinfo=UTC)),
     good("DateTimeField", "2024-05-01T10:30", dt.datetime(2024, 5, 1, 10, 30)),
     good("DateTimeField", "2024-05-01 10:30:15", dt.datetime(2024, 5, 1, 10, 30, 15)),
     good(
@@ -378,8 +379,8 @@ BAD = [
     bad("ForeignKey", 999, "No record of users has the id 999."),
     bad("ForeignKey", "999", "No record of users has the id 999."),
     bad("ForeignKey", 2**40, BEYOND_INT32),
-    bad("ForeignKey", "abc", BAD_ID),
-    bad("ForeignKey", True, BAD_ID),
+    bad("ForeignKey", "abc", "Not a valid id: 'abc' is not an integer id."),
+    bad("ForeignKey", True, "Not a valid id: True is not an integer id."),
     bad("ForeignKey", Raw("1.5"), BAD_ID),
     bad("ForeignKey", Raw("1.0"), BAD_ID),
     bad("ForeignKey", {"id": 1}, BAD_ID),

@@ -247,6 +247,10 @@ def assert_ids_cap_edge(
     over = build(cap + 1)
     message = refusal(messages.execute("block", "users", **over), 400)
     assert "FLEXACTIONS_MAX_IDS" in message and str(cap) in message
+    assert message.startswith("Too many ids: ") and message.endswith(
+        f"sent, at most {cap} per request (FLEXACTIONS_MAX_IDS). Select fewer records, or use "
+        "inverseIds to exclude a few."
+    )
     world.assert_nothing_ran()
 
     at_cap = build(cap)

@@ -265,6 +265,21 @@ def test_declared_param_named_ids_is_a_user_param(
     assert len(calls) == 1
 
 
+def test_declared_param_named_inverse_ids_is_a_user_param(
+    app: Flask, flex: FlexActions, messages: Messages
+) -> None:
+    seed_users(app)
+    calls: list[tuple[list[int], dict[str, Any]]] = []
+
+    @flex.action(User, bulk=True, params=[{"name": "inverseIds", "field": "BooleanField"}])
+    def tag(users: list[User], params: dict[str, Any]) -> None:
+        calls.append(([user.id for user in users], params))
+
+    response = messages.execute("tag", "users", ids=[2], params={"inverseIds": True})
+    assert response.get_json() == {"result": True}
+    assert calls == [([2], {"inverseIds": True})]
+
+
 # Text and UUID primary keys
 
 

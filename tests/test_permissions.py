@@ -162,6 +162,8 @@ def test_a_raising_permission_refuses_and_is_logged(
     response = send(client, "superuser", {"name": "execute_action", "params": {"name": "broken"}})
     assert response.status_code == 403 and ran == []
     assert "permission check of the Flex action 'broken' raised" in caplog.text
+    logged = [r.getMessage() for r in caplog.records if r.exc_info]
+    assert "The permission check of the Flex action 'broken' raised; access refused" in logged
 
 
 def test_a_late_registration_reaches_the_cached_lists(

@@ -626,7 +626,8 @@ def test_a_malformed_chunked_body_is_400(world: World) -> None:
         (
             "/actions/users/block",
             {"ids": list(range(10_001))},
-            Prefix("Too many ids: 10001 sent, at most 10000 per request (FLEXACTIONS_MAX_IDS)."),
+            "Too many ids: 10001 sent, at most 10000 per request (FLEXACTIONS_MAX_IDS). Select "
+            "fewer records, or use inverseIds to exclude a few.",
         ),
         ("/actions/users/block", {"ids": [1], "inverseIds": 1}, INVERSE),
         ("/actions/tags/relabel", {"id": ""}, not_text("''")),
