@@ -130,3 +130,23 @@ def success_answer(value: Any) -> BaseResponse | dict[str, Any]:
         f"An action returned {type(value).__name__}; return None, True, False, a str, "
         "flask_flexactions.Result(message=..., html=...) or a flask.Response."
     )
+
+
+#: The headers of an answer stored with it (a job's, an approval's, an Idempotency-Key's)
+#: and sent again with it.
+STORED_HEADERS = ("Content-Type", "Content-Disposition")
+
+
+def stored_answer(response: BaseResponse) -> tuple[int, dict[str, str], bytes]:
+    """The status, the :data:`STORED_HEADERS` and the whole body of ``response``, to store
+    it; a file answer that streams is read whole, and can still be sent."""
+    response.direct_passthrough = False
+    headers = {key: response.headers[key] for key in STORED_HEADERS if key in response.headers}
+    return response.status_code, headers, response.get_data()
+
+
+def answer_values(response: BaseResponse) -> dict[str, Any]:
+    """The ``answer_status``, ``answer_headers`` and ``answer_body`` columns of a job or an
+    approval request that ended with ``response``."""
+    status, headers, body = stored_answer(response)
+    return {"answer_status": status, "answer_headers": headers, "answer_body": body}

@@ -194,21 +194,6 @@ def audit_record(
     )
 
 
-def answer_values(response: BaseResponse) -> dict[str, Any]:
-    """The answer columns for ``response`` (a file answer is read whole)."""
-    response.direct_passthrough = False
-    headers = {
-        key: response.headers[key]
-        for key in ("Content-Type", "Content-Disposition")
-        if key in response.headers
-    }
-    return {
-        "answer_status": response.status_code,
-        "answer_headers": headers,
-        "answer_body": response.get_data(),
-    }
-
-
 def answered_a_file(headers: Mapping[str, str]) -> bool:
     """Whether an answer with these headers is a file rather than JSON."""
     content_type = headers.get("Content-Type", "")

@@ -23,10 +23,10 @@ from werkzeug.wrappers import Response as BaseResponse
 from ..caller import Caller
 from ..errors import FlexActionsError, NotFound
 from ..signals import approval_decided, approval_ran, notify
+from .answers import answer_values
 from .approval_records import (
     FINAL_STATES,
     Stored,
-    answer_values,
     audit_record,
     error_answer,
     errors_of,

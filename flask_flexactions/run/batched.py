@@ -22,10 +22,10 @@ from ..errors import NON_FIELD_ERRORS, ProtocolError
 from .audit import Attempt
 from .batches import Batch, plan, ranges_text
 from .core import Ran, transact, write_audit
+from .job_run import read_stored_request
 from .jobs import JobStore, RetryLater, caller_from_json
 from .leases import LeaseKeeper
 from .outages import is_unavailable
-from .request import ExecuteRequest, read_request
 from .sealing import SealBroken
 from .selection import Selection
 
@@ -45,7 +45,7 @@ def plan_job(runtime: Runtime, job_id: str) -> list[int]:
     setattr(g, CALLER_KEY, caller_from_json(row.caller))
     session = runtime.db.session
     try:
-        request = _request(runtime, jobs, row, Attempt(caller=g.get(CALLER_KEY)))
+        request = read_stored_request(runtime, jobs, row, Attempt(caller=g.get(CALLER_KEY)))
         collection = request.collection
         selection = request.selection
         batch_size = request.action.batch_size
@@ -93,7 +93,7 @@ def run_batch(runtime: Runtime, job_id: str, seq: int) -> None:
         if batch is None:
             session.rollback()
             return
-        request = dataclasses.replace(_request(runtime, jobs, row, attempt), batch=batch)
+        request = dataclasses.replace(read_stored_request(runtime, jobs, row, attempt), batch=batch)
         attempt.target = batch.target()
         with LeaseKeeper(runtime.db.engine, jobs.table, job_id, jobs.lease):
             ran = transact(runtime, request, attempt, None, _mark_done(runtime, jobs, batch))
@@ -167,22 +167,6 @@ def _jobs(runtime: Runtime) -> JobStore:
     if runtime.jobs is None:
         raise RuntimeError("A batched job ran with no job store.")
     return runtime.jobs
-
-
-def _request(runtime: Runtime, jobs: JobStore, row: Any, attempt: Attempt) -> ExecuteRequest:
-    """The job's stored request, read again (its caller may still run it)."""
-    stored = row.request
-    selection = stored.get("selection") or {}
-    return read_request(
-        runtime,
-        attempt,
-        action=row.action,
-        model=row.model,
-        values=jobs.request_values(row),
-        ids=selection.get("ids"),
-        inverse=selection.get("inverseIds"),
-        door=stored.get("door") or "messages",
-    )
 
 
 def _mark_done(runtime: Runtime, jobs: JobStore, batch: Batch) -> Any:

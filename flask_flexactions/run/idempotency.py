@@ -13,6 +13,7 @@ from flask import current_app
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..errors import ProtocolError
+from .answers import STORED_HEADERS, stored_answer
 
 #: The table of stored answers, added to the app's SQLAlchemy metadata.
 IDEMPOTENCY_TABLE = "flexactions_idempotency"
@@ -23,7 +24,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 #: The columns that hold a stored answer.
 ANSWER_COLUMNS = ("state", "status", "headers", "body")
 #: Answer headers stored and replayed with the body.
-REPLAYED_HEADERS = ("Content-Type", "Content-Disposition")
+REPLAYED_HEADERS = STORED_HEADERS
 
 _KEY = re.compile(r"[\x21-\x7e]{1,255}\Z")
 
@@ -194,15 +195,8 @@ class IdempotencyStore:
         return response
 
     def _values(self, response: BaseResponse) -> dict[str, Any]:
-        # A file answer may stream; read it whole so it can be stored and still be sent.
-        response.direct_passthrough = False
-        headers = {k: response.headers[k] for k in REPLAYED_HEADERS if k in response.headers}
-        return {
-            "state": "done",
-            "status": response.status_code,
-            "headers": headers,
-            "body": response.get_data(),
-        }
+        status, headers, body = stored_answer(response)
+        return {"state": "done", "status": status, "headers": headers, "body": body}
 
     def complete_in(self, session: Any, reservation: Reservation, response: BaseResponse) -> None:
         """Store the answer inside the action's own transaction, so the run and its answer

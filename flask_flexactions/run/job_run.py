@@ -18,7 +18,7 @@ from .jobs import DATABASE_LOST, JobStore, caller_from_json
 from .leases import LeaseKeeper
 from .outages import is_unavailable
 from .progress import JOB_KEY, RunningJob
-from .request import read_request
+from .request import ExecuteRequest, read_request
 from .sealing import SealBroken
 
 if TYPE_CHECKING:
@@ -60,17 +60,7 @@ def _run_claimed(runtime: Runtime, jobs: JobStore, row: Any) -> None:
     #: How a run that did not commit ended: the job's final state and its answer.
     ended: tuple[str, BaseResponse] | None = None
     try:
-        selection = stored.get("selection") or {}
-        request = read_request(
-            runtime,
-            attempt,
-            action=row.action,
-            model=row.model,
-            values=jobs.request_values(row),
-            ids=selection.get("ids"),
-            inverse=selection.get("inverseIds"),
-            door=stored.get("door") or "messages",
-        )
+        request = read_stored_request(runtime, jobs, row, attempt)
 
         def finish_in(response: BaseResponse, arguments: tuple[Any, ...]) -> None:
             jobs.finish_in(runtime.db.session, row.id, response)
@@ -98,3 +88,21 @@ def _run_claimed(runtime: Runtime, jobs: JobStore, row: Any) -> None:
             write_audit(runtime.audit, attempt.record(status))
     if ended is not None:
         jobs.finish(row.id, *ended)
+
+
+def read_stored_request(
+    runtime: Runtime, jobs: JobStore, row: Any, attempt: Attempt
+) -> ExecuteRequest:
+    """A job's stored request, read again as the door read it (its caller may still run it)."""
+    stored = row.request
+    selection = stored.get("selection") or {}
+    return read_request(
+        runtime,
+        attempt,
+        action=row.action,
+        model=row.model,
+        values=jobs.request_values(row),
+        ids=selection.get("ids"),
+        inverse=selection.get("inverseIds"),
+        door=stored.get("door") or "messages",
+    )

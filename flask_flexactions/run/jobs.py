@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from ..caller import Caller
 from ..errors import FlexActionsError, NotFound, ProtocolError
+from .answers import answer_values
 from .batches import BatchStore
 from .leases import HOST, utcnow, worker_gone
 from .outages import is_unavailable
@@ -390,7 +391,7 @@ class JobStore:
                 lease_until=None,
                 request=CLEARED_REQUEST,
                 **latest_progress(),
-                **_answer_values(response),
+                **answer_values(response),
             )
         ).rowcount
         if stored != 1:
@@ -399,7 +400,7 @@ class JobStore:
     def finish(self, job_id: str, state: str, response: BaseResponse) -> None:
         """Store the answer of a run that was rolled back, in a transaction of its own; a
         database outage raises :class:`RetryLater` carrying that answer."""
-        values = _answer_values(response)
+        values = answer_values(response)
         outcome = {
             "state": state,
             "status": values["answer_status"],
@@ -633,18 +634,4 @@ def _job_json(row: Any) -> dict[str, Any]:
         "model": row.model,
         "progress": {"done": row.done, "total": row.total, "status": row.status_text},
         "cancel_requested": bool(row.cancel_requested),
-    }
-
-
-def _answer_values(response: BaseResponse) -> dict[str, Any]:
-    response.direct_passthrough = False
-    headers = {
-        key: response.headers[key]
-        for key in ("Content-Type", "Content-Disposition")
-        if key in response.headers
-    }
-    return {
-        "answer_status": response.status_code,
-        "answer_headers": headers,
-        "answer_body": response.get_data(),
     }
