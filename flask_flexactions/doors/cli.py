@@ -20,6 +20,7 @@ from .cli_answers import (
     EXIT_OK,
     EXIT_USAGE,
     check_output,
+    cli_caller,
     finish_job,
     follow_job,
     job_status,
@@ -35,6 +36,13 @@ __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "flexactions_cli"]
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
+#: The usage error of a command run with no credential.
+NO_CREDENTIAL = (
+    "No credential for the Messages URL: set FLEXACTIONS_TOKEN in the app's config, "
+    "or pass --auth 'Scheme value' (or set FLEXACTIONS_CLI_AUTH) for a custom "
+    "authenticator."
+)
+
 AUTH_HELP = (
     "Authorization header to send, e.g. 'Bearer abc' for a custom authenticator "
     "(default: Token <FLEXACTIONS_TOKEN>)."
@@ -46,20 +54,6 @@ flexactions_cli = AppGroup(
     "authentication, validation and transaction as a request from the admin UI.",
 )
 flexactions_cli.add_command(approvals_cli)
-
-
-def _caller(auth: str | None) -> LocalCaller:
-    try:
-        caller = LocalCaller(current_app.test_client(), auth)
-    except RuntimeError as error:
-        raise click.UsageError(str(error)) from None
-    if not caller.authorization:
-        raise click.UsageError(
-            "No credential for the Messages URL: set FLEXACTIONS_TOKEN in the app's config, "
-            "or pass --auth 'Scheme value' (or set FLEXACTIONS_CLI_AUTH) for a custom "
-            "authenticator."
-        )
-    return caller
 
 
 def _action_list(caller: LocalCaller) -> list[dict[str, Any]]:
@@ -91,7 +85,7 @@ def _collections(action: dict[str, Any]) -> list[str | None]:
 @click.option("--auth", envvar="FLEXACTIONS_CLI_AUTH", help=AUTH_HELP)
 def list_command(auth: str | None) -> None:
     """Print the actions as a table: name, collection, kind and params (* = required)."""
-    actions = _action_list(_caller(auth))
+    actions = _action_list(cli_caller(auth, NO_CREDENTIAL))
     rows = [("NAME", "COLLECTION", "KIND", "PARAMS")]
     for action in actions:
         params = ", ".join(
@@ -274,7 +268,7 @@ def run_command(
     if id_ is not None and (ids is not None or inverse):
         raise click.UsageError("Give either --id (a record action) or --ids/--inverse (bulk).")
     check_output(output, force, "--output")
-    caller = _caller(auth)
+    caller = cli_caller(auth, NO_CREDENTIAL)
     declared = _find(_action_list(caller), action, model)
     message = execute_params(
         action,
@@ -317,7 +311,7 @@ def status_command(job: str, download: Path | None, force: bool, auth: str | Non
     refuses (an unknown job).
     """
     check_output(download, force, "--download")
-    caller = _caller(auth)
+    caller = cli_caller(auth, NO_CREDENTIAL)
     current = job_status(caller, job)
     to_stderr = download is not None and str(download) == "-"
     print_job(current, err=to_stderr)
@@ -365,7 +359,7 @@ def mcp_command(auth: str | None) -> None:
         raise click.UsageError(
             f"The MCP door needs the mcp package ({error}): pip install 'flask-flexactions[mcp]'."
         ) from None
-    caller = _caller(auth)
+    caller = cli_caller(auth, NO_CREDENTIAL)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     # Check the credential now, on stderr: an MCP client shows a server that exits at once.
     response = caller.message("get_action_list")

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+from flask import current_app
 from werkzeug.http import parse_options_header
 from werkzeug.test import TestResponse
 from werkzeug.utils import secure_filename
@@ -31,6 +32,19 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_FILE_NAME = "answer.bin"
 #: The prefix of the temporary folders file answers go to when no path is given.
 TEMP_PREFIX = "flexactions-"
+
+
+def cli_caller(auth: str | None, missing: str) -> LocalCaller:
+    """A caller of the current app's Messages URL sending ``auth`` (the shared token by
+    default); a usage error naming the fix when the blueprint is not registered, or
+    ``missing`` when there is no credential at all."""
+    try:
+        caller = LocalCaller(current_app.test_client(), auth)
+    except RuntimeError as error:
+        raise click.UsageError(str(error)) from None
+    if not caller.authorization:
+        raise click.UsageError(missing)
+    return caller
 
 
 def refused(response: TestResponse) -> NoReturn:

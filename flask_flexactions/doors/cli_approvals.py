@@ -9,15 +9,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
-from .cli_answers import EXIT_FAILED, EXIT_OK, refused
+from .cli_answers import EXIT_FAILED, EXIT_OK, cli_caller, refused
 from .client import LocalCaller
 
 AUTH_HELP = (
     "Authorization header to send, e.g. 'Bearer abc' for a custom authenticator. Deciding "
     "needs a person's credential: the shared FLEXACTIONS_TOKEN (the default) may only look."
+)
+NO_CREDENTIAL = (
+    "No credential for the Messages URL: pass --auth 'Scheme value' (or set "
+    "FLEXACTIONS_CLI_AUTH), or set FLEXACTIONS_TOKEN to look without deciding."
 )
 JSON_HELP = "Print the Messages URL's answer as JSON."
 
@@ -25,19 +28,6 @@ approvals_cli = AppGroup(
     "approvals",
     help="List, show and decide requests to run actions that need approval (four eyes).",
 )
-
-
-def _caller(auth: str | None) -> LocalCaller:
-    try:
-        caller = LocalCaller(current_app.test_client(), auth)
-    except RuntimeError as error:
-        raise click.UsageError(str(error)) from None
-    if not caller.authorization:
-        raise click.UsageError(
-            "No credential for the Messages URL: pass --auth 'Scheme value' (or set "
-            "FLEXACTIONS_CLI_AUTH), or set FLEXACTIONS_TOKEN to look without deciding."
-        )
-    return caller
 
 
 def _answer(caller: LocalCaller, message: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +65,7 @@ def _table(rows: Sequence[tuple[str, ...]]) -> None:
 @click.option("--auth", envvar="FLEXACTIONS_CLI_AUTH", help=AUTH_HELP)
 def list_command(limit: int, as_json: bool, auth: str | None) -> None:
     """Print the pending requests you may decide (oldest first), then your own requests."""
-    answer = _answer(_caller(auth), "list_approvals", {"limit": limit})
+    answer = _answer(cli_caller(auth, NO_CREDENTIAL), "list_approvals", {"limit": limit})
     if as_json:
         click.echo(json.dumps(answer, indent=2, ensure_ascii=False))
         sys.exit(EXIT_OK)
@@ -108,7 +98,7 @@ def list_command(limit: int, as_json: bool, auth: str | None) -> None:
 def show_command(approval_id: str, as_json: bool, auth: str | None) -> None:
     """Print the request ID: what it runs on which records, who asked and why, the decisions,
     and a preview of its run computed now."""
-    answer = _answer(_caller(auth), "get_approval", {"id": approval_id})
+    answer = _answer(cli_caller(auth, NO_CREDENTIAL), "get_approval", {"id": approval_id})
     approval = answer.get("approval") or {}
     if as_json:
         click.echo(json.dumps(answer, indent=2, ensure_ascii=False))
@@ -155,7 +145,7 @@ def _decide(message: str, approval_id: str, comment: str | None, auth: str | Non
     params: dict[str, Any] = {"id": approval_id}
     if comment is not None:
         params["comment"] = comment
-    answer = _answer(_caller(auth), message, params)
+    answer = _answer(cli_caller(auth, NO_CREDENTIAL), message, params)
     click.echo(json.dumps(answer, indent=2, ensure_ascii=False))
     sys.exit(EXIT_OK if answer.get("result") is True else EXIT_FAILED)
 
