@@ -95,6 +95,11 @@ class ToolAnswer:
     file: FileAnswer | None = field(default=None)
 
 
+def refusal(detail: str) -> ToolAnswer:
+    """A call refused before it reached the route, shaped as the route's error bodies."""
+    return ToolAnswer(detail, {"result": False, "detail": detail}, is_error=True)
+
+
 class ActionTools:
     """The tools of ``app`` for the caller that ``authorization`` names.
 
@@ -137,17 +142,17 @@ class ActionTools:
         try:
             tools = {tool.name: tool for tool in self.list()}
         except ProtocolError as error:
-            return ToolAnswer(str(error), {"result": False, "detail": str(error)}, True)
+            return refusal(str(error))
         tool = tools.get(name)
         if tool is None:
             detail = f"Unknown tool {name[:80]!r}: list the tools to see those you may run."
-            return ToolAnswer(detail, {"result": False, "detail": detail}, True)
+            return refusal(detail)
         headers = {"Authorization": self.authorization}
         key = arguments.pop(KEY_ARGUMENT, None)
         if key is not None:
             if not isinstance(key, str):
                 detail = f"{KEY_ARGUMENT} must be a string."
-                return ToolAnswer(detail, {"result": False, "detail": detail}, True)
+                return refusal(detail)
             headers[KEY_HEADER] = key
         response = self.app.test_client().post(
             tool.path,
@@ -209,7 +214,7 @@ class ActionTools:
         job = arguments.get("job")
         if not isinstance(job, str) or set(arguments) - {"job"}:
             detail = f"{JOB_TOOL} takes one argument, job: the id a background action answered."
-            return ToolAnswer(detail, {"result": False, "detail": detail}, True)
+            return refusal(detail)
         caller = LocalCaller(self.app.test_client(), self.authorization)
         return read_answer(caller.message("get_action_status", {"job": job}))
 
@@ -255,7 +260,7 @@ def read_answer(response: TestResponse) -> ToolAnswer:
     body = response.get_json(silent=True)
     if not isinstance(body, dict):
         detail = f"The server answered {response.status} without a JSON body."
-        return ToolAnswer(detail, {"result": False, "detail": detail}, True)
+        return refusal(detail)
     if response.status_code != 200:
         return ToolAnswer(_error_text(body, response.status), body, True)
     if body.get("result") is False:
