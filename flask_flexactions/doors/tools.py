@@ -140,11 +140,10 @@ class ActionTools:
         if name == JOB_TOOL:
             return self._job_status(arguments)
         try:
-            tools = {tool.name: tool for tool in self.list()}
+            path = self._path(name)
         except ProtocolError as error:
             return refusal(str(error))
-        tool = tools.get(name)
-        if tool is None:
+        if path is None:
             detail = f"Unknown tool {name[:80]!r}: list the tools to see those you may run."
             return refusal(detail)
         headers = {"Authorization": self.authorization}
@@ -155,12 +154,26 @@ class ActionTools:
                 return refusal(detail)
             headers[KEY_HEADER] = key
         response = self.app.test_client().post(
-            tool.path,
+            path,
             json=arguments,
             headers=headers,
             environ_base={DOOR_ENVIRON_KEY: DOOR},
         )
         return read_answer(response)
+
+    def _path(self, name: str) -> str | None:
+        """The route of the tool ``name`` if the caller may run it, without building every
+        tool's schema (a :class:`~..errors.ProtocolError` when the credential is refused)."""
+        with self.app.test_request_context(headers={"Authorization": self.authorization}):
+            state = app_state()
+            caller = authenticate_caller(state)
+            for action, collection in state.openapi.operations(caller):
+                if state.openapi.operation_id(action, collection) == name:
+                    return self._route(action, collection)
+        return None
+
+    def _route(self, action: Action, collection: Collection | None) -> str:
+        return self.prefix + route_path(collection.name if collection else None, action.name)
 
     def _tool(
         self,
@@ -206,7 +219,7 @@ class ActionTools:
             description=" ".join(part for part in parts if part),
             input_schema=schema,
             annotations=annotations,
-            path=self.prefix + route_path(collection.name if collection else None, action.name),
+            path=self._route(action, collection),
             background=action.background,
         )
 
