@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app, g, request
+from flask import Request, current_app, g, request
 from werkzeug.exceptions import InternalServerError
 
 from ..caller import CALLER_KEY, Caller
@@ -30,13 +30,19 @@ def app_state() -> AppState:
     return state  # type: ignore[no-any-return]
 
 
-def authenticate_caller(state: AppState) -> Caller:
-    """Authenticate the request (401 or 403 as a :class:`ProtocolError`), keep the caller in
+def current_request() -> Request:
+    """The request being served, taken out of ``flask.request``'s proxy once: a door reads it
+    a dozen times, and each read through the proxy is a context lookup of its own."""
+    return request._get_current_object()  # type: ignore[attr-defined,no-any-return]
+
+
+def authenticate_caller(state: AppState, incoming: Request) -> Caller:
+    """Authenticate ``incoming`` (401 or 403 as a :class:`ProtocolError`), keep the caller in
     ``flask.g`` and check declarations registered since the last request.
 
     A declaration that names a model that does not exist is a 500 (logged), for every door.
     """
-    caller = state.authenticate(request)
+    caller = state.authenticate(incoming)
     setattr(g, CALLER_KEY, caller)
     try:
         state.check_registrations()
@@ -48,18 +54,23 @@ def authenticate_caller(state: AppState) -> Caller:
 
 
 def read_json_object(
-    settings: Settings, what: str = "the message", *, empty_is_object: bool = False
+    incoming: Request,
+    settings: Settings,
+    what: str = "the message",
+    *,
+    empty_is_object: bool = False,
 ) -> dict[str, Any]:
-    """The request body as a JSON object, refusing other media types and oversized bodies.
+    """The body of ``incoming`` as a JSON object, refusing other media types and oversized
+    bodies.
 
     :param what: how error messages name what the body holds.
     :param empty_is_object: an empty body (whatever its media type) is ``{}`` rather than a
         protocol error, for doors whose body may be left out.
     """
-    is_json = request.mimetype == JSON_MEDIA_TYPE
+    is_json = incoming.mimetype == JSON_MEDIA_TYPE
     if not is_json and not empty_is_object:
         raise _wrong_media_type(what)
-    declared = request.content_length
+    declared = incoming.content_length
     if declared is not None and declared > settings.max_body:
         raise _too_large(settings)
     # One byte past the cap tells an oversized body without a Content-Length (chunked); a
@@ -67,7 +78,7 @@ def read_json_object(
     # of another media type is read only far enough to tell whether it is empty.
     limit = settings.max_body if declared is None else declared
     try:
-        data = request.stream.read(limit + 1 if is_json else 1)
+        data = incoming.stream.read(limit + 1 if is_json else 1)
     except Exception as error:
         # Each server's reader of a chunked body raises its own error for malformed framing
         # (gunicorn's ParseException, OSError, ValueError...); this read does nothing else.

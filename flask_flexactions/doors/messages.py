@@ -28,7 +28,7 @@ from .approvals import APPROVAL_MESSAGES
 from .body import parse_object
 from .console import register_console
 from .forms import get_action_params, get_field_options
-from .incoming import app_state, authenticate_caller, read_json_object
+from .incoming import app_state, authenticate_caller, current_request, read_json_object
 from .lookup import get_related_options
 from .openapi import ALLOW as DOCUMENT_METHODS
 from .openapi import VIEW as DOCUMENT_VIEW
@@ -179,14 +179,15 @@ def create_blueprint() -> Blueprint:
 def messages() -> BaseResponse:
     """The Messages URL: answer a CORS preflight, or authenticate and dispatch one message."""
     state = app_state()
-    if request.method == "OPTIONS":
+    incoming = current_request()
+    if incoming.method == "OPTIONS":
         return current_app.response_class(status=204)
-    if request.method != "POST":
+    if incoming.method != "POST":
         response = message_error("The Messages URL takes POST with a JSON body.", 405)
         response.headers["Allow"] = "POST, OPTIONS"
         return response
-    authenticate_caller(state)
-    envelope = read_json_object(state.settings)
+    authenticate_caller(state, incoming)
+    envelope = read_json_object(incoming, state.settings)
     name = envelope.get("name")
     if not isinstance(name, str):
         raise ProtocolError('The body needs "name", the message name, e.g. "get_action_list".')
@@ -210,9 +211,10 @@ def _response_headers(response: BaseResponse) -> BaseResponse:
     if state is None:
         add_answer_headers(response.headers, (NOSNIFF,))
         return response
-    origin = request.environ.get("HTTP_ORIGIN")
-    preflight = request.method == "OPTIONS"
-    document = (request.endpoint or "").endswith("." + DOCUMENT_VIEW)
+    incoming = current_request()
+    origin = incoming.environ.get("HTTP_ORIGIN")
+    preflight = incoming.method == "OPTIONS"
+    document = (incoming.endpoint or "").endswith("." + DOCUMENT_VIEW)
     methods = DOCUMENT_METHODS if document else ALLOW_METHODS
     headers = answer_headers(state.settings, origin, preflight, methods)
     add_answer_headers(response.headers, headers)

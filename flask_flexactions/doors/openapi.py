@@ -25,7 +25,7 @@ from ..declare.actions import Action, ActionKind
 from ..declare.models import Collection
 from ..run.answers import message_error
 from ..run.idempotency import KEY_HEADER
-from .incoming import app_state, authenticate_caller
+from .incoming import app_state, authenticate_caller, current_request
 from .routes import APPROVALS_PATH, route_path
 from .schemas import OPENAPI_VERSION, ActionSchemas, answer_schema, error_schema, operation_ids
 
@@ -411,7 +411,7 @@ def openapi_document() -> BaseResponse:
         response = message_error("The OpenAPI document is read with GET.", 405)
         response.headers["Allow"] = ALLOW
         return response
-    caller = authenticate_caller(state)
+    caller = authenticate_caller(state, current_request())
     prefix = request.script_root + request.path[: -len(DOCUMENT_PATH)]
     body = state.openapi.body(caller, prefix, f"Flex Actions of {current_app.name}")
     return current_app.response_class(body, mimetype="application/json")

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..declare.actions import ActionKind, ActionRegistry
@@ -26,7 +26,7 @@ from ..run.core import run_request
 from ..run.idempotency import KEY_HEADER
 from ..run.request import ExecuteRequest, read_request
 from .approvals import ROUTE_DECISIONS, get_approval, list_approvals
-from .incoming import app_state, authenticate_caller, read_json_object
+from .incoming import app_state, authenticate_caller, current_request, read_json_object
 
 if TYPE_CHECKING:
     from .state import AppState
@@ -121,16 +121,17 @@ def approval_route(approval_id: str | None = None, verdict: str | None = None) -
     ``/approvals/<id>`` shows one (with its preview); ``/approvals/<id>/approve``,
     ``/reject`` and ``/withdraw`` decide it (``{"comment": ...}``)."""
     state = app_state()
-    if request.method == "OPTIONS":
+    incoming = current_request()
+    if incoming.method == "OPTIONS":
         return current_app.response_class(status=204)
-    if request.method != "POST":
+    if incoming.method != "POST":
         response = message_error("An approval route takes POST with a JSON body.", 405)
         response.headers["Allow"] = ALLOW
         return response
-    authenticate_caller(state)
+    authenticate_caller(state, incoming)
     if verdict is not None and verdict not in ROUTE_DECISIONS:
         raise NotFound(f"Unknown approval route {verdict[:40]!r}: approve, reject or withdraw.")
-    body = read_json_object(state.settings, "the body", empty_is_object=True)
+    body = read_json_object(incoming, state.settings, "the body", empty_is_object=True)
     what = "list" if approval_id is None else ("show" if verdict is None else "decide")
     unknown = [key for key in body if key not in APPROVAL_BODY_KEYS[what]]
     if unknown:
@@ -149,16 +150,17 @@ def approval_route(approval_id: str | None = None, verdict: str | None = None) -
 def run_route(target: str) -> BaseResponse:
     """Answer a CORS preflight, or authenticate and run the action the path names."""
     state = app_state()
-    if request.method == "OPTIONS":
+    incoming = current_request()
+    if incoming.method == "OPTIONS":
         return current_app.response_class(status=204)
-    if request.method != "POST":
+    if incoming.method != "POST":
         response = message_error("An action's route takes POST with a JSON body.", 405)
         response.headers["Allow"] = ALLOW
         return response
-    caller = authenticate_caller(state)
-    body = read_json_object(state.settings, "the body", empty_is_object=True)
+    caller = authenticate_caller(state, incoming)
+    body = read_json_object(incoming, state.settings, "the body", empty_is_object=True)
     model, name = state.routes.find(target)
-    inner = request.environ.get(DOOR_ENVIRON_KEY)
+    inner = incoming.environ.get(DOOR_ENVIRON_KEY)
     door = inner if inner in INNER_DOORS else DOOR
 
     def read(attempt: Attempt) -> ExecuteRequest:
@@ -172,7 +174,7 @@ def run_route(target: str) -> BaseResponse:
             ids=body.get("ids"),
             inverse=body.get("inverseIds"),
             dry_run=body.get("dry_run"),
-            key=request.headers.get(KEY_HEADER),
+            key=incoming.headers.get(KEY_HEADER),
             door=door,
             reason=body.get("reason"),
         )

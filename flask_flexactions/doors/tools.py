@@ -24,7 +24,7 @@ from ..declare.models import Collection
 from ..errors import ProtocolError
 from ..run.idempotency import KEY_HEADER, REPLAYED_HEADER
 from .client import LocalCaller, messages_url
-from .incoming import app_state, authenticate_caller
+from .incoming import app_state, authenticate_caller, current_request
 from .routes import DOOR_ENVIRON_KEY, route_path
 
 #: The door's name in the audit log.
@@ -117,7 +117,7 @@ class ActionTools:
         :class:`~..errors.ProtocolError` when the credential is refused)."""
         with self.app.test_request_context(headers={"Authorization": self.authorization}):
             state = app_state()
-            caller = authenticate_caller(state)
+            caller = authenticate_caller(state, current_request())
             idempotency = state.idempotency is not None
             tools = [
                 self._tool(
@@ -166,7 +166,7 @@ class ActionTools:
         tool's schema (a :class:`~..errors.ProtocolError` when the credential is refused)."""
         with self.app.test_request_context(headers={"Authorization": self.authorization}):
             state = app_state()
-            caller = authenticate_caller(state)
+            caller = authenticate_caller(state, current_request())
             for action, collection in state.openapi.operations(caller):
                 if state.openapi.operation_id(action, collection) == name:
                     return self._route(action, collection)
