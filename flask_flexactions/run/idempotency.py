@@ -104,6 +104,7 @@ class IdempotencyStore:
             .where(table.c.id == sa.bindparam("row_id"))
             .values({name: sa.bindparam(name) for name in ANSWER_COLUMNS})
         )
+        self._plain_insert = table.insert()
         self._locked_inserts: dict[tuple[str, ...], Any] = {}
 
     def _locked_insert(self, columns: tuple[str, ...]) -> Any:
@@ -167,11 +168,14 @@ class IdempotencyStore:
             "expires_at": now + dt.timedelta(seconds=self.ttl),
             **values,
         }
-        if session.get_bind().dialect.name != "postgresql":
-            session.execute(self.table.insert(), row)
+        # Core statements on the transaction's connection: the ORM's execute (autoflush, bind
+        # lookup, ORM compile state) costs more than these statements themselves.
+        connection = session.connection()
+        if connection.dialect.name != "postgresql":
+            connection.execute(self._plain_insert, row)
             return True
         lock = {"lock_class": _LOCK_CLASS, "lock_key": _lock_key(row_id)}
-        inserted = session.execute(self._locked_insert(tuple(row)), {**row, **lock})
+        inserted = connection.execute(self._locked_insert(tuple(row)), {**row, **lock})
         return inserted.first() is not None
 
     @staticmethod
@@ -201,7 +205,9 @@ class IdempotencyStore:
     def complete_in(self, session: Any, reservation: Reservation, response: BaseResponse) -> None:
         """Store the answer inside the action's own transaction, so the run and its answer
         commit together."""
-        session.execute(self._store_answer, {"row_id": reservation.id, **self._values(response)})
+        session.connection().execute(
+            self._store_answer, {"row_id": reservation.id, **self._values(response)}
+        )
 
     def complete(self, reservation: Reservation, response: BaseResponse) -> None:
         """Replace the stored answer of a committed run, in a transaction of its own."""
