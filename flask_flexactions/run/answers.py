@@ -135,13 +135,19 @@ def success_answer(value: Any) -> BaseResponse | dict[str, Any]:
 #: The headers of an answer stored with it (a job's, an approval's, an Idempotency-Key's)
 #: and sent again with it.
 STORED_HEADERS = ("Content-Type", "Content-Disposition")
+_STORED_BY_LOWER_NAME = {name.lower(): name for name in STORED_HEADERS}
 
 
 def stored_answer(response: BaseResponse) -> tuple[int, dict[str, str], bytes]:
     """The status, the :data:`STORED_HEADERS` and the whole body of ``response``, to store
     it; a file answer that streams is read whole, and can still be sent."""
     response.direct_passthrough = False
-    headers = {key: response.headers[key] for key in STORED_HEADERS if key in response.headers}
+    # One pass over the headers: asking for an absent one raises (and builds) a KeyError.
+    headers: dict[str, str] = {}
+    for name, value in response.headers.items():
+        stored = _STORED_BY_LOWER_NAME.get(name.lower())
+        if stored is not None and stored not in headers:
+            headers[stored] = value
     return response.status_code, headers, response.get_data()
 
 
