@@ -144,6 +144,15 @@ def _as_list(value: str | Iterable[str] | None) -> list[str]:
     return [str(part) for part in value]
 
 
+def _header_values(app: Flask, key: str) -> list[str]:
+    """``_as_list`` of a setting whose values are sent in answer headers: no line breaks."""
+    values = _as_list(app.config[key])
+    for value in values:
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"{key} cannot hold line breaks, got {value!r}.")
+    return values
+
+
 def _positive_int(app: Flask, key: str, minimum: int = 1) -> int:
     value = app.config[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -195,7 +204,7 @@ def load_settings(app: Flask) -> Settings:
     public_key = app.config["FLEXACTIONS_JET_PUBLIC_KEY"]
     if not isinstance(public_key, str):
         raise ValueError("FLEXACTIONS_JET_PUBLIC_KEY must be a PEM string.")
-    extra_headers = _as_list(app.config["FLEXACTIONS_CORS_ALLOW_HEADERS"])
+    extra_headers = _header_values(app, "FLEXACTIONS_CORS_ALLOW_HEADERS")
     token = _optional_str(app, "FLEXACTIONS_TOKEN", "the shared secret")
     if token is not None and (token != token.strip() or any(c in token for c in " ,;")):
         # The Authorization header splits entries on "," and parameters on ";".
@@ -205,7 +214,7 @@ def load_settings(app: Flask) -> Settings:
         )
     return Settings(
         token=token,
-        cors_origins=frozenset(_as_list(app.config["FLEXACTIONS_CORS_ORIGINS"])),
+        cors_origins=frozenset(_header_values(app, "FLEXACTIONS_CORS_ORIGINS")),
         cors_allow_headers=", ".join(["Authorization", "Content-Type", *extra_headers]),
         cors_max_age=_positive_int(app, "FLEXACTIONS_CORS_MAX_AGE"),
         max_body=_positive_int(app, "FLEXACTIONS_MAX_BODY"),

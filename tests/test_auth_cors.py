@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from flask import Flask, Request, abort, send_file
 from flask.testing import FlaskClient
+from werkzeug.datastructures import Headers
 from werkzeug.test import TestResponse
 
 from flask_flexactions import FlexActions, PermissionDenied
 from flask_flexactions.access.auth import NOT_CONFIGURED, Credential, parse_authorization
+from flask_flexactions.access.cors import add_answer_headers
 from tests.conftest import AUTH, TOKEN, URL, database_url
 from tests.models import User, db
 
@@ -546,3 +548,19 @@ def test_cors_is_only_on_the_blueprint(app: Flask, client: FlaskClient) -> None:
     response = client.get("/elsewhere", headers={"Origin": JET})
     assert response.status_code == 200
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+class _OtherList(list[tuple[str, str]]):
+    """Pairs kept in something other than a plain list, as another werkzeug might."""
+
+
+@pytest.mark.parametrize("kept_in", [list, _OtherList], ids=["werkzeug-list", "other"])
+def test_answer_headers_are_added_whatever_keeps_the_pairs(kept_in: type) -> None:
+    headers = Headers([("Content-Type", "text/csv"), ("Access-Control-Allow-Origin", "*")])
+    headers._list = kept_in(headers._list)  # type: ignore[attr-defined]
+    add_answer_headers(headers, (("X-Content-Type-Options", "nosniff"), ("Vary", "Origin")))
+    assert list(headers.items()) == [
+        ("Content-Type", "text/csv"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Vary", "Origin"),
+    ]

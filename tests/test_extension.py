@@ -161,6 +161,9 @@ INVALID_CONFIG = [
     ("FLEXACTIONS_TOKEN", b"secret"),
     ("FLEXACTIONS_TOKEN", ["secret"]),
     ("FLEXACTIONS_TOKEN", True),
+    # Sent in answer headers as they are: a line break would split the header.
+    ("FLEXACTIONS_CORS_ORIGINS", ["https://a.example\r\nSet-Cookie: x=1"]),
+    ("FLEXACTIONS_CORS_ALLOW_HEADERS", ["X-Api-Key\nX-Other"]),
 ]
 
 
