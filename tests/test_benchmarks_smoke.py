@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import action_list, batches, bulk, load, overhead
+from benchmarks import action_list, batches, bulk, instructions, load, overhead
 from tests.test_background import redis_is_up
 
 
@@ -24,6 +24,18 @@ def test_overhead(tmp_path: Path) -> None:
         assert label in text
     assert report.headlines[0].value > 0
     assert "through its route" in text and report.headlines[1].value > 0
+
+
+@pytest.mark.parametrize("case", sorted(instructions.CASES))
+def test_each_instruction_case_runs(tmp_path: Path, case: str) -> None:
+    instructions._child(case, url(tmp_path), 2)
+
+
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None, reason="valgrind is not installed (apt-get install valgrind)"
+)
+def test_instructions_are_counted_under_valgrind(tmp_path: Path) -> None:
+    assert instructions._instructions("hand", f"sqlite:///{tmp_path / 'v.db'}", 1) > 1_000_000
 
 
 def test_bulk(tmp_path: Path) -> None:
