@@ -53,7 +53,7 @@ def _no_checkpoints(connection: Any, record: Any) -> None:
 def _child(case: str, url: str, count: int) -> None:
     """In the process under valgrind: build the apps, warm up, send ``count`` requests."""
     from . import overhead
-    from .common import WsgiCall
+    from .common import WsgiCall, dispose
     from .models import db
 
     apps = overhead.build_apps(url)
@@ -74,9 +74,14 @@ def _child(case: str, url: str, count: int) -> None:
         "idempotency": WsgiCall(apps.twin, overhead.message(), unique_header="Idempotency-Key"),
     }
     call = calls[case]
-    call.check()
-    for _ in range(WARMUP + count):
-        call()
+    try:
+        call.check()
+        for _ in range(WARMUP + count):
+            call()
+    finally:
+        for app in apps.all()[1:]:
+            dispose(app, drop=False)
+        dispose(apps.plain)
 
 
 def _instructions(case: str, url: str | None, count: int) -> int:
