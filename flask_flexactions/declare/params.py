@@ -10,7 +10,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields
 
-from .defaults import DEFAULT_KEY, wire_default
+from .defaults import DEFAULT_KEY, has_default, wire_default
 from .fields import FIELD_TYPES, TEXT_FIELD_TYPES, ForeignKey, Select, WireField, wire_type_of
 from .options import DynamicSelect
 
@@ -45,6 +45,22 @@ class ParamSpec:
             field.data_key or name
             for name, field in self.schema.load_fields.items()
             if field.metadata.get("secret") is True
+        )
+
+    @cached_property
+    def defaulted(self) -> tuple[tuple[str, fields.Field[Any]], ...]:
+        """The params that declare a default, as ``(name, field)`` pairs."""
+        return tuple(
+            (name, field) for name, field in self.schema.load_fields.items() if has_default(field)
+        )
+
+    @cached_property
+    def dynamic(self) -> tuple[tuple[str, DynamicSelect], ...]:
+        """The dynamic SelectFields, whose options are computed for each run."""
+        return tuple(
+            (name, field)
+            for name, field in self.schema.load_fields.items()
+            if isinstance(field, DynamicSelect)
         )
 
     def load(self, values: Mapping[str, Any]) -> dict[str, Any]:

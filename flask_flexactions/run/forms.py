@@ -9,7 +9,7 @@ from marshmallow import ValidationError
 
 from ..declare.actions import Action, ActionKind
 from ..declare.defaults import DEFAULT_KEY, has_default, to_wire
-from ..declare.options import DynamicSelect, choose
+from ..declare.options import choose
 from ..errors import ActionError, ErrorDict, validation_messages
 
 
@@ -20,11 +20,7 @@ def complete_params(
     params the client left out, then check every dynamic SelectField value against the options
     its function computes for these values and rows (``ActionError`` when it is not one)."""
     apply_defaults(action, arguments)
-    dynamic = {
-        name: field
-        for name, field in action.params.schema.load_fields.items()
-        if isinstance(field, DynamicSelect)
-    }
+    dynamic = action.params.dynamic
     if not dynamic:
         return
     loaded: dict[str, Any] = arguments[-1]
@@ -34,7 +30,7 @@ def complete_params(
     else:
         rows = [arguments[0]] if action.kind is ActionKind.RECORD else []
     errors: ErrorDict = {}
-    for name, field in dynamic.items():
+    for name, field in dynamic:
         key = field.attribute or name
         if key not in loaded:
             continue
@@ -52,12 +48,15 @@ def apply_defaults(action: Action, arguments: tuple[Any, ...]) -> None:
     """Put the default of every param the client did not send into the handler's params
     (``arguments[-1]``), converted by its field like a sent value; a default that does not
     convert is a field error."""
+    defaulted = action.params.defaulted
+    if not defaulted:
+        return
     loaded: dict[str, Any] = arguments[-1]
     row = arguments[0] if action.for_instance and not action.bulk else None
     errors: ErrorDict = {}
-    for name, field in action.params.schema.load_fields.items():
+    for name, field in defaulted:
         key = field.attribute or name
-        if not has_default(field) or key in loaded:
+        if key in loaded:
             continue
         wire_name = field.data_key or name
         default = field.metadata[DEFAULT_KEY]
