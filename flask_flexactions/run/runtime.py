@@ -68,13 +68,11 @@ class Runtime:
     ) -> ScopedRows | None:
         """The statements that select rows of ``collection`` that ``caller`` may touch: the
         model's scope hook, then ``action``'s; None when neither is set."""
-        hooks = tuple(
-            hook
-            for hook in (self.scopes.get(collection.model), action.scope if action else None)
-            if hook is not None
-        )
-        if not hooks:
+        model_hook = self.scopes.get(collection.model)
+        action_hook = action.scope if action is not None else None
+        if model_hook is None and action_hook is None:
             return None
+        hooks = tuple(hook for hook in (model_hook, action_hook) if hook is not None)
         return self._scope_cache.rows(collection, hooks, caller)
 
     def collection(self, name: str) -> Collection:
