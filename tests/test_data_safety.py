@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -412,6 +413,47 @@ def test_keys_expire(app: Flask, client: FlaskClient, counted: list[str]) -> Non
         db.session.commit()
     execute(client, KEY, name="rename", model="users", id=1, params={"name": "ann"})
     assert counted == ["ann", "ann"]
+
+
+def test_keys_are_stamped_in_utc_whatever_the_local_zone(
+    app: Flask, client: FlaskClient, counted: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Naive UTC, as the expiry sweep compares them: a server in another zone must not keep
+    its keys five hours longer or shorter."""
+    monkeypatch.setenv("TZ", "Etc/GMT-5")  # POSIX sign: five hours east of UTC
+    time.tzset()
+    try:
+        execute(client, KEY, name="rename", model="users", id=1, params={"name": "ann"})
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    with app.app_context():
+        table = app.extensions["flexactions"].idempotency.table
+        created = db.session.execute(sa.select(table.c.created_at)).scalar_one()
+    assert abs(created - now) < dt.timedelta(minutes=5)
+
+
+def test_expired_keys_are_deleted_in_batches(app: Flask) -> None:
+    """Each sweep deletes at most ``limit`` keys, so one sweep never holds a long lock."""
+    store = app.extensions["flexactions"].idempotency
+    past = dt.datetime(2000, 1, 1)
+    rows = [
+        {
+            "id": f"{n:064x}",
+            "fingerprint": "f",
+            "state": "done",
+            "created_at": past,
+            "expires_at": past,
+        }
+        for n in range(1001)
+    ]
+    with app.app_context():
+        db.session.execute(store.table.insert(), rows)
+        db.session.commit()
+        assert store.delete_expired() == 1000
+        assert store.delete_expired(limit=5) == 1
+    assert stored_keys(app) == 0
 
 
 def test_file_answers_are_replayed_byte_for_byte(
