@@ -1132,6 +1132,17 @@ def test_python_objects_that_json_cannot_carry_are_refused(field: Any, value: An
         field.deserialize(value)
 
 
+def test_a_foreign_key_loaded_outside_a_run_says_how_to_send_it() -> None:
+    """Its row is loaded through the run's session and row scopes, which only a run has."""
+    with pytest.raises(RuntimeError) as raised:
+        ff.ForeignKey(User).deserialize(1)
+    assert str(raised.value) == (
+        "A ForeignKey param loads its row only while a Flex action runs: send the values "
+        "through the Messages URL, the action's route or the flex_client test fixture rather "
+        "than loading the params schema yourself."
+    )
+
+
 def test_json_field_refuses_nul_deep_inside() -> None:
     deep: Any = "\x00"
     for _ in range(50):

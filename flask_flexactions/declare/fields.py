@@ -303,8 +303,9 @@ class ForeignKey(WireField):
         related = _related_rows.get()
         if related is None:
             raise RuntimeError(
-                "A ForeignKey param loads its row inside a Flex action run; to convert params "
-                "yourself, wrap the call in fields.loading_related(...)."
+                "A ForeignKey param loads its row only while a Flex action runs: send the "
+                "values through the Messages URL, the action's route or the flex_client test "
+                "fixture rather than loading the params schema yourself."
             )
         collection = related.collection_of(self)
         try:
