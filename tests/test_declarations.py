@@ -64,8 +64,11 @@ def mistake(
 UNKNOWN_TYPE = r"unknown field type {}; use one of BooleanField, CharField, CodeField"
 FK_FIX = re.escape("a ForeignKey needs its related model: params={'related_model': {'model': ")
 SELECT_FIX = re.escape("a SelectField needs its choices: params={'options': [{'value': 'a', ")
-OPTION_FIX = re.escape('SelectField options must be dicts like {"value": "a", "name": "A"}')
-OPTION_VALUE_FIX = "SelectField option values must be strings, numbers or booleans"
+# From the ": " after the param's name to the "got" before the value: the whole fixed text.
+OPTION_FIX = re.escape(': SelectField options must be dicts like {"value": "a", "name": "A"}; got ')
+OPTION_VALUE_FIX = re.escape(
+    ": SelectField option values must be strings, numbers or booleans; got "
+)
 PARAMS_FIX = re.escape(
     "params must be a list of param dicts like "
     '[{"name": "amount", "field": "DecimalField", "required": True}] or a marshmallow '

@@ -410,6 +410,14 @@ def test_a_static_option_with_a_key_that_is_not_text_fails_at_registration(
     assert 'must be strings with string values, e.g. "color": "red".' in message
 
 
+def test_an_option_name_that_is_not_text_is_shown_as_text() -> None:
+    """``name`` is the label, not an extra key: any value is shown as its text."""
+    assert Select([{"value": 1, "name": 2}, {"value": "b"}]).options == [
+        {"value": 1, "name": "2"},
+        {"value": "b", "name": "b"},
+    ]
+
+
 def test_a_schema_select_keeps_colors_and_refuses_other_values() -> None:
     assert Select(PRIORITIES).options == PRIORITIES
     assert Select([{"value": "x", "color": "red"}]).options == [
