@@ -263,6 +263,44 @@ def test_a_duplicate_sent_while_the_first_runs_never_runs(
     assert counted == ["ann"]
 
 
+@pytest.mark.skipif(not ON_POSTGRESQL, reason="needs PostgreSQL: set FLEXACTIONS_TEST_DATABASE_URL")
+def test_another_key_runs_while_a_first_key_is_held(
+    app: Flask, client: FlaskClient, counted: list[str]
+) -> None:
+    """Each key has its own advisory lock: a request with another key, on another row, runs
+    at once while the first run's transaction is open (SQLite has one writer at a time)."""
+    store = app.extensions["flexactions"].idempotency
+    real_complete_in = store.complete_in
+    others: list[Any] = []
+
+    def send_other() -> None:
+        headers = {"Idempotency-Key": "another-key"}
+        others.append(
+            execute(
+                app.test_client(),
+                headers,
+                name="rename",
+                model="users",
+                id=2,
+                params={"name": "bo"},
+            )
+        )
+
+    def other_arrives(session: Any, reservation: Any, response: Any) -> None:
+        store.complete_in = real_complete_in
+        thread = threading.Thread(target=send_other)
+        thread.start()
+        thread.join(timeout=30)
+        real_complete_in(session, reservation, response)
+
+    store.complete_in = other_arrives
+    first = execute(client, KEY, name="rename", model="users", id=1, params={"name": "ann"})
+    assert first.get_json()["result"] is True
+    (other,) = others
+    assert other.status_code == 200 and other.get_json()["result"] is True
+    assert sorted(counted) == ["ann", "bo"] and names(app)[2] == "bo"
+
+
 def test_failed_answers_are_replayed_too(client: FlaskClient, counted: list[str]) -> None:
     first = execute(client, KEY, name="rename", model="users", id=1, params={"name": "refuse"})
     second = execute(client, KEY, name="rename", model="users", id=1, params={"name": "refuse"})
