@@ -200,6 +200,7 @@ BULK_VARIANTS = [
     ({"ids": [4]}, [4], "one-element"),
     ({"ids": 4}, [4], "single-int"),
     ({"id": 4}, [4], "id"),
+    ({"id": 4, "ids": [2, 3]}, [4, 2, 3], "id-first-then-ids"),
     ({"ids": [2, 1, 2, 3, 1]}, [2, 1, 3], "duplicates-keep-first"),
     ({"ids": "2,1,2"}, [2, 1], "duplicates-in-comma-string"),
     ({"ids": [2, "2", 1]}, [2, 1], "duplicates-int-and-str"),
