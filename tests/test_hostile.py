@@ -147,6 +147,8 @@ def nested(levels: int) -> bytes:
 
 
 NOT_JSON = "The request body is not valid JSON: "
+PARAMS_NOT_JSON = '"params" is not valid JSON: '
+VALUES_NOT_JSON = "params.params is not valid JSON: "
 NOT_UTF8 = "The request body is not valid UTF-8."
 TOO_DEEP = "The JSON body is nested deeper than 64 levels."
 BODY_NOT_OBJECT = "The request body must be a JSON object."
@@ -288,7 +290,7 @@ BAD_BODIES: list[tuple[str, bytes, int, str]] = [
         "params-invalid-json-string",
         dumps({"name": "get_action_list", "params": "{"}),
         400,
-        Prefix(NOT_JSON + "Expecting property name enclosed in double quotes"),
+        Prefix(PARAMS_NOT_JSON + "Expecting property name enclosed in double quotes"),
     ),
     (
         "params-json-string-of-list",
@@ -312,13 +314,13 @@ BAD_BODIES: list[tuple[str, bytes, int, str]] = [
         "params-json-string-empty",
         dumps({"name": "execute_action", "params": ""}),
         400,
-        Prefix(NOT_JSON + "Expecting value"),
+        Prefix(PARAMS_NOT_JSON + "Expecting value"),
     ),
     (
         "params-json-string-nan",
         dumps({"name": "execute_action", "params": '{"name":NaN}'}),
         400,
-        NOT_JSON + "NaN is not valid JSON",
+        PARAMS_NOT_JSON + "NaN is not valid JSON",
     ),
     (
         "params-json-string-too-deep",
@@ -357,7 +359,7 @@ BAD_BODIES: list[tuple[str, bytes, int, str]] = [
         "user-params-string",
         dumps(execute(name="touch", model="users", id=1, params="x")),
         400,
-        Prefix(NOT_JSON + "Expecting value"),
+        Prefix(VALUES_NOT_JSON + "Expecting value"),
     ),
     (
         "user-params-json-list",

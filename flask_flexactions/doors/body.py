@@ -34,18 +34,22 @@ def _reject_constant(name: str) -> Any:
 _decoder = json.JSONDecoder(parse_float=JSONFloat, parse_constant=_reject_constant)
 
 
-def parse_json(text: str | bytes, max_depth: int) -> Any:
-    """Parse ``text`` as strict JSON, or raise :class:`ProtocolError` (400) saying why."""
+def parse_json(text: str | bytes, max_depth: int, where: str = "The request body") -> Any:
+    """Parse ``text`` as strict JSON, or raise :class:`ProtocolError` (400) saying why.
+
+    :param where: what the text is, as error messages name it (``params.params`` for a string
+        of values inside the message).
+    """
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
         value = _decoder.decode(text)
     except UnicodeDecodeError as error:
-        raise ProtocolError("The request body is not valid UTF-8.") from error
+        raise ProtocolError(f"{where} is not valid UTF-8.") from error
     except RecursionError as error:
         raise ProtocolError(f"The JSON body is nested deeper than {max_depth} levels.") from error
     except ValueError as error:
-        raise ProtocolError(f"The request body is not valid JSON: {error}") from error
+        raise ProtocolError(f"{where} is not valid JSON: {error}") from error
     if not _plainly_within_limits(text, max_depth):
         check_structure(value, max_depth)
     return value
@@ -63,7 +67,7 @@ def _plainly_within_limits(text: str, max_depth: int) -> bool:
 
 def parse_object(text: str | bytes, max_depth: int, where: str) -> dict[str, Any]:
     """Parse ``text`` as a strict JSON object; anything else is a :class:`ProtocolError`."""
-    value = parse_json(text, max_depth)
+    value = parse_json(text, max_depth, where)
     if not isinstance(value, dict):
         raise ProtocolError(f"{where} must be a JSON object.")
     return value
