@@ -34,7 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "FLEXACTIONS_TOKEN": None,
     # Origins allowed to call the Messages URL from a browser. ``"*"`` allows any origin.
     "FLEXACTIONS_CORS_ORIGINS": ["https://app.jetadmin.io"],
-    # Request headers a browser may send, on top of ``Authorization`` and ``Content-Type``.
+    # Request headers a browser may send, on top of ``Authorization``, ``Content-Type`` and
+    # ``Idempotency-Key``.
     "FLEXACTIONS_CORS_ALLOW_HEADERS": [],
     # How long (seconds) a browser may cache the answer to a CORS preflight.
     "FLEXACTIONS_CORS_MAX_AGE": 600,
@@ -215,7 +216,9 @@ def load_settings(app: Flask) -> Settings:
     return Settings(
         token=token,
         cors_origins=frozenset(_header_values(app, "FLEXACTIONS_CORS_ORIGINS")),
-        cors_allow_headers=", ".join(["Authorization", "Content-Type", *extra_headers]),
+        cors_allow_headers=", ".join(
+            ["Authorization", "Content-Type", "Idempotency-Key", *extra_headers]
+        ),
         cors_max_age=_positive_int(app, "FLEXACTIONS_CORS_MAX_AGE"),
         max_body=_positive_int(app, "FLEXACTIONS_MAX_BODY"),
         max_depth=_positive_int(app, "FLEXACTIONS_MAX_DEPTH"),

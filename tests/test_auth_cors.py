@@ -22,7 +22,7 @@ from tests.models import User, db
 JET = "https://app.jetadmin.io"
 INVALID = "Missing or invalid credentials in the Authorization header."
 PING = {"name": "execute_action", "params": {"name": "ping"}}
-ALLOW_HEADERS = "Authorization, Content-Type"
+ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key"
 EXPOSE = "Content-Disposition, Content-Type"
 
 
@@ -530,7 +530,7 @@ def test_no_origins_allowed(client: FlaskClient, calls: list[str]) -> None:
     ids=["list", "comma-string", "comma-string-trailing-comma"],
 )
 def test_extra_allowed_headers(client: FlaskClient, calls: list[str]) -> None:
-    expected = "Authorization, Content-Type, X-Project, X-User"
+    expected = "Authorization, Content-Type, Idempotency-Key, X-Project, X-User"
     response = client.options(URL, headers={"Origin": JET})
     assert response.headers["Access-Control-Allow-Headers"] == expected
     response = post(client, {**AUTH, "Origin": JET})

@@ -179,7 +179,7 @@ def test_security_example(database_url: str) -> None:
         assert preflight.status_code == 204
         assert preflight.headers["Access-Control-Allow-Origin"] == "https://admin.example.com"
         assert preflight.headers["Access-Control-Allow-Headers"] == (
-            "Authorization, Content-Type, X-Api-Key"
+            "Authorization, Content-Type, Idempotency-Key, X-Api-Key"
         )
         elsewhere = app.test_client().options(
             "/flex/messages/", headers={"Origin": "https://evil.example"}
