@@ -201,6 +201,12 @@ def make_action(
         idempotent=idempotent,
     )
     check_defaults(action_name, action.params.schema.load_fields, for_instance and not bulk)
+    if action.approval is not None and "reason" in action.params.names:
+        # The requester's reason is answered as errors["reason"], where the param's would go.
+        raise ValueError(
+            f"Action {action_name!r}: an action that needs approval takes the requester's "
+            '"reason" itself; rename the param "reason", e.g. to "note".'
+        )
     try:
         json.dumps(action.wire())
     except (TypeError, ValueError) as error:

@@ -537,6 +537,20 @@ def test_bad_declarations_name_the_fix(approval: Any, error: type[Exception], te
         flex.register_action(lambda params: None, name="act", approval=approval)
 
 
+def test_a_param_named_reason_is_refused_on_an_action_that_needs_approval() -> None:
+    """The requester's reason is answered as ``errors["reason"]``: a param of that name would
+    get its errors mixed with it."""
+    flex = FlexActions()
+    reason = [{"name": "reason", "field": "CharField"}]
+    with pytest.raises(ValueError) as raised:
+        flex.register_action(lambda params: None, name="act", approval="lead", params=reason)
+    assert str(raised.value) == (
+        "Action 'act': an action that needs approval takes the requester's \"reason\" itself; "
+        'rename the param "reason", e.g. to "note".'
+    )
+    flex.register_action(lambda params: None, name="free", params=reason)  # no approval: fine
+
+
 def test_approval_needs_a_secret_key(tmp_path: Any) -> None:
     flex = FlexActions()
     flex.register_action(lambda params: None, name="act", approval="lead")
