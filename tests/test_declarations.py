@@ -173,7 +173,7 @@ MISTAKES = [
         (),
         {"params": [select([])]},
         ValueError,
-        re.escape("A SelectField needs at least one option in params['options']"),
+        re.escape(": A SelectField needs at least one option in params['options'].") + "$",
         "SelectField with no options",
     ),
     mistake((), {"params": [select([{"name": "A"}])]}, ValueError, OPTION_FIX, "no value"),
@@ -911,7 +911,9 @@ def test_foreign_key_to_a_key_type_without_id_grammar_is_refused(
     app: Flask, flex: FlexActions, related: Any
 ) -> None:
     register = lambda: flex.register_action(handler, name="a", params=[fk(related)])  # noqa: E731
-    fix = "has no id grammar .*Declare the key as a plain param and load the row in the action"
+    fix = (
+        r"has no id grammar .*\. Declare the key as a plain param and load the row in the action\.$"
+    )
     if isinstance(related, str):
         register()  # resolved per app, at init_app or the first message
         fresh = Flask(__name__)

@@ -1134,6 +1134,12 @@ def test_python_objects_that_json_cannot_carry_are_refused(field: Any, value: An
         field.deserialize(value)
 
 
+def test_a_foreign_key_to_an_empty_name_is_refused() -> None:
+    with pytest.raises(ValueError) as raised:
+        ff.ForeignKey("")
+    assert str(raised.value) == "ForeignKey needs a related model: a model class or wire name."
+
+
 def test_a_foreign_key_loaded_outside_a_run_says_how_to_send_it() -> None:
     """Its row is loaded through the run's session and row scopes, which only a run has."""
     with pytest.raises(RuntimeError) as raised:
