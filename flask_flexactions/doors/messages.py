@@ -20,7 +20,7 @@ from ..run.answers import (
 )
 from ..run.audit import Attempt
 from ..run.core import run_request
-from ..run.idempotency import KEY_HEADER
+from ..run.idempotency import KEY_ENVIRON, KEY_HEADER
 from ..run.jobs import JobStore
 from ..run.outages import is_unavailable
 from ..run.request import ExecuteRequest, read_request
@@ -89,7 +89,7 @@ def _input_values(raw: Any, max_depth: int) -> dict[str, Any]:
 def _idempotency_key(params: dict[str, Any]) -> str | None:
     """The key from the ``Idempotency-Key`` header or ``params.request_id`` (the same, if
     both are sent)."""
-    header = request.headers.get(KEY_HEADER)
+    header = request.environ.get(KEY_ENVIRON)
     param = params.get(KEY_PARAM)
     if param is not None and not isinstance(param, str):
         raise ProtocolError(f"params.{KEY_PARAM} must be a string.")

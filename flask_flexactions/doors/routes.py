@@ -23,7 +23,7 @@ from ..errors import NotFound, ProtocolError
 from ..run.answers import message_error
 from ..run.audit import Attempt
 from ..run.core import run_request
-from ..run.idempotency import KEY_HEADER
+from ..run.idempotency import KEY_ENVIRON
 from ..run.request import ExecuteRequest, read_request
 from .approvals import ROUTE_DECISIONS, get_approval, list_approvals
 from .incoming import app_state, authenticate_caller, current_request, read_json_object
@@ -174,7 +174,7 @@ def run_route(target: str) -> BaseResponse:
             ids=body.get("ids"),
             inverse=body.get("inverseIds"),
             dry_run=body.get("dry_run"),
-            key=incoming.headers.get(KEY_HEADER),
+            key=incoming.environ.get(KEY_ENVIRON),
             door=door,
             reason=body.get("reason"),
         )

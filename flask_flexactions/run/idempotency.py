@@ -19,6 +19,8 @@ from .answers import STORED_HEADERS, stored_answer
 IDEMPOTENCY_TABLE = "flexactions_idempotency"
 #: The request header that carries a key.
 KEY_HEADER = "Idempotency-Key"
+#: Where a WSGI environ holds that header (read there: ``request.headers`` costs more).
+KEY_ENVIRON = "HTTP_IDEMPOTENCY_KEY"
 #: The header of an answer replayed for a key already used.
 REPLAYED_HEADER = "Idempotent-Replayed"
 #: The columns that hold a stored answer.
