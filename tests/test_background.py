@@ -25,7 +25,7 @@ from flask_flexactions.run.progress import CANCELLED
 from tests import background_app
 from tests.background_app import TOKEN, create_app, create_celery
 from tests.conftest import database_url
-from tests.models import Tag, User, db
+from tests.models import Device, Tag, User, db
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADERS = {"Authorization": f"Token {TOKEN}"}
@@ -204,6 +204,31 @@ def test_file_answers_are_kept_for_download(tmp_path: Path) -> None:
     download = send(client, "get_action_status", {"job": job, "download": True})
     assert download.data == b"user 2\nuser 1"
     assert download.headers["Content-Disposition"] == 'attachment; filename="users.txt"'
+    with app.app_context():
+        db.drop_all()
+        db.engine.dispose()
+
+
+def test_a_job_on_uuid_keys_keeps_its_selection(tmp_path: Path) -> None:
+    """The job stores its selection as JSON: a UUID key is kept as its text and parsed back."""
+    flex = FlexActions()
+    ran: list[list[str]] = []
+
+    @flex.action(Device, bulk=True, background=True)
+    def rename_devices(devices: list[Device], params: dict[str, Any]) -> str:
+        ran.append([device.name for device in devices])
+        return f"{len(devices)} renamed"
+
+    app = inline_app(flex, tmp_path, 0, FLEXACTIONS_TOKEN=TOKEN)
+    ids = [uuid.UUID(int=2), uuid.UUID(int=1)]
+    with app.app_context():
+        db.session.add_all(Device(id=key, name=f"device {key.int}") for key in ids)
+        db.session.commit()
+    client = app.test_client()
+    params = {"name": "rename_devices", "model": "devices", "ids": [str(key) for key in ids]}
+    body = send(client, "execute_action", params).get_json()
+    assert body["job"]["state"] == "succeeded", body
+    assert ran == [["device 2", "device 1"]]
     with app.app_context():
         db.drop_all()
         db.engine.dispose()
