@@ -131,6 +131,8 @@ BAD_CREDENTIALS: list[tuple[str, Any, str, int]] = [
     ("tampered-payload", lambda k, o: "JWT " + tampered_payload(k), "yes", 401),
     ("signed-by-another-key", lambda k, o: "JWT " + o.token(), "yes", 401),
     ("wrong-shared-token", lambda k, o: "Bearer not-the-token", "yes", 401),
+    # What a command-line argument of undecodable bytes becomes (the CLI's and MCP's --auth).
+    ("shared-token-with-a-lone-surrogate", lambda k, o: "Bearer \udcff", "yes", 401),
     ("project-auth-says-no", lambda k, o: "Token user-token", "no", 401),
     ("project-auth-forbids", lambda k, o: "ProjectToken p-token", "forbid", 401),
     ("project-auth-times-out", lambda k, o: "Token user-token", "slow", 503),
