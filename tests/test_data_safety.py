@@ -458,12 +458,12 @@ def test_keys_are_stamped_in_utc_whatever_the_local_zone(
 ) -> None:
     """Naive UTC, as the expiry sweep compares them: a server in another zone must not keep
     its keys five hours longer or shorter."""
-    monkeypatch.setenv("TZ", "Etc/GMT-5")  # POSIX sign: five hours east of UTC
-    time.tzset()
     try:
-        execute(client, KEY, name="rename", model="users", id=1, params={"name": "ann"})
+        with monkeypatch.context() as patch:
+            patch.setenv("TZ", "Etc/GMT-5")  # POSIX sign: five hours east of UTC
+            time.tzset()
+            execute(client, KEY, name="rename", model="users", id=1, params={"name": "ann"})
     finally:
-        monkeypatch.undo()
         time.tzset()
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     with app.app_context():
