@@ -57,7 +57,7 @@ def _no_checkpoints(connection: Any, record: Any) -> None:
 def _child(case: str, url: str, count: int) -> None:
     """In the process under valgrind: build the apps, warm up, send ``count`` requests."""
     from . import overhead
-    from .common import WsgiCall, dispose
+    from .common import WsgiCall
     from .models import db
 
     apps = overhead.build_apps(url)
@@ -75,11 +75,11 @@ def _child(case: str, url: str, count: int) -> None:
         # sweeps. The first one runs during the warm-up, which both counted runs share.
         app.extensions["flexactions"].housekeeping.interval = 10**9
     calls = {
-        "hand": WsgiCall(apps.plain, overhead.message(), path=overhead.HAND_PATH),
+        "hand": overhead.hand_call(apps.plain),
         "plain": WsgiCall(apps.twin, overhead.message()),
-        "route": WsgiCall(apps.twin, {"id": 1, "values": {"amount": 1}}, path=overhead.ROUTE_PATH),
+        "route": overhead.route_call(apps.twin),
         "table": WsgiCall(apps.table, overhead.message()),
-        "idempotency": WsgiCall(apps.twin, overhead.message(), unique_header="Idempotency-Key"),
+        "idempotency": overhead.keyed_call(apps.twin),
     }
     call = calls[case]
     try:
@@ -87,9 +87,7 @@ def _child(case: str, url: str, count: int) -> None:
         for _ in range(WARMUP + count):
             call()
     finally:
-        for app in apps.all()[1:]:
-            dispose(app, drop=False)
-        dispose(apps.plain)
+        apps.dispose()
 
 
 def _instructions(case: str, url: str | None, count: int) -> int:

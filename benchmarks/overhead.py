@@ -165,6 +165,12 @@ class Apps:
             self.twin,
         ]
 
+    def dispose(self) -> None:
+        """Close every app's connections and drop the tables (once, through ``plain``)."""
+        for app in self.all()[1:]:
+            dispose(app, drop=False)
+        dispose(self.plain)
+
 
 def build_apps(url: str, durable: bool = False) -> Apps:
     """Every app of a run; the tables (with the audit and idempotency tables) and two rows
@@ -235,6 +241,21 @@ def message(action: str = "bump", **extra: Any) -> dict[str, Any]:
     }
 
 
+def hand_call(app: Flask) -> WsgiCall:
+    """The hand-written view's request (``app`` must be ``Apps.plain``, which routes it)."""
+    return WsgiCall(app, message(), path=HAND_PATH)
+
+
+def route_call(app: Flask) -> WsgiCall:
+    """The record action through its route, with a plain JSON body."""
+    return WsgiCall(app, {"id": 1, "values": {"amount": 1}}, path=ROUTE_PATH)
+
+
+def keyed_call(app: Flask) -> WsgiCall:
+    """The record action with a fresh Idempotency-Key on every request."""
+    return WsgiCall(app, message(), unique_header="Idempotency-Key")
+
+
 @dataclass(frozen=True)
 class Sizes:
     """How long to measure."""
@@ -268,21 +289,19 @@ def run(url: str, sizes: Sizes = Sizes(), durable: bool = False) -> Report:
         with audit_logger():
             return _measure(apps, dialect, sizes)
     finally:
-        for app in apps.all()[1:]:
-            dispose(app, drop=False)
-        dispose(apps.plain)
+        apps.dispose()
 
 
 def _measure(apps: Apps, dialect: str, sizes: Sizes) -> Report:
     plain = apps.plain
     flex_call = WsgiCall(plain, message())
-    hand_call = WsgiCall(plain, message(), path=HAND_PATH)
-    route_call = WsgiCall(plain, {"id": 1, "values": {"amount": 1}}, path=ROUTE_PATH)
+    hand = hand_call(plain)
+    route = route_call(plain)
     calls = {
         "plain": flex_call,
         "logging": WsgiCall(apps.logging, message()),
         "table": WsgiCall(apps.table, message()),
-        "idempotency": WsgiCall(plain, message(), unique_header="Idempotency-Key"),
+        "idempotency": keyed_call(plain),
         "scope": WsgiCall(apps.scoped, message()),
         "keyed_scope": WsgiCall(apps.keyed_scope, message()),
         "lock": WsgiCall(plain, message("bump_locked")),
@@ -293,10 +312,10 @@ def _measure(apps: Apps, dialect: str, sizes: Sizes) -> Report:
         "unguarded": WsgiCall(apps.unguarded, message()),
         "twin": WsgiCall(apps.twin, message()),
     }
-    for call in (hand_call, route_call, *calls.values()):
+    for call in (hand, route, *calls.values()):
         call.check()
     samples = interleave(
-        {"flex": flex_call, "route": route_call, "hand": hand_call},
+        {"flex": flex_call, "route": route, "hand": hand},
         sizes.rounds,
         sizes.per_round,
         sizes.warmup,
@@ -306,9 +325,7 @@ def _measure(apps: Apps, dialect: str, sizes: Sizes) -> Report:
     ratio = flex_time / hand_time
     route_ratio = route_time / hand_time
     main = Table(["view", "median per request", "SQL statements", "ratio"])
-    main.add(
-        "hand-written Flask view", microseconds(hand_time), statements(plain, hand_call), "1.00"
-    )
+    main.add("hand-written Flask view", microseconds(hand_time), statements(plain, hand), "1.00")
     main.add(
         "flask_flexactions record action",
         microseconds(flex_time),
@@ -318,7 +335,7 @@ def _measure(apps: Apps, dialect: str, sizes: Sizes) -> Report:
     main.add(
         "the same action through its route (plain JSON body)",
         microseconds(route_time),
-        statements(plain, route_call),
+        statements(plain, route),
         f"{route_ratio:.2f}",
     )
     features = interleave(
