@@ -20,7 +20,7 @@ IDEMPOTENCY_TABLE = "flexactions_idempotency"
 #: The request header that carries a key.
 KEY_HEADER = "Idempotency-Key"
 #: Where a WSGI environ holds that header (read there: ``request.headers`` costs more).
-KEY_ENVIRON = "HTTP_IDEMPOTENCY_KEY"
+KEY_ENVIRON = "HTTP_" + KEY_HEADER.upper().replace("-", "_")
 #: The header of an answer replayed for a key already used.
 REPLAYED_HEADER = "Idempotent-Replayed"
 #: The columns that hold a stored answer.
